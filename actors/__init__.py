@@ -1,0 +1,43 @@
+"""Dramatiq actors and the public Python API for submitting background work.
+
+Usage::
+
+    import actors
+    from scholarise.config import Settings
+
+    actors.configure(Settings.from_env())
+    task_id = actors.create_bulk_task("BULK_USER_CREATION", "Import teachers", "", {
+        "type": "teacher", "branch": "Main Campus",
+        "items": [{"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.org"}],
+    })
+"""
+
+from __future__ import annotations
+
+from actors.api import (
+    cancel_task,
+    create_bulk_task,
+    get_all_tasks,
+    get_task,
+    resume_task,
+    retry_failed_rows,
+    wait_for_task,
+)
+from actors.broker import configure
+from actors.imports import process_batch, ring
+
+__all__ = [
+    # Setup
+    "configure",
+    # Python API
+    "cancel_task",
+    "create_bulk_task",
+    "get_all_tasks",
+    "get_task",
+    "resume_task",
+    "retry_failed_rows",
+    "wait_for_task",
+    # Actors
+    "process_batch",
+    "ring",
+]

@@ -1,0 +1,34 @@
+"""The web side: the Flask-Admin site for people and the JSON API for other apps."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from scholarise.config import Settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the web app for ``settings`` (default: from the environment).
+
+    Nothing is started here (no workers, no scheduler): ``admin.server`` does that for the
+    embedded mode, and the Procfile's worker and clock processes do it in production.
+    """
+    settings = settings or Settings.from_env()
+    app = Flask(__name__, template_folder=str(settings.templates_dir), instance_path=str(settings.instance_path),
+                static_folder=None)
+    app.config.from_mapping(settings.flask_config())
+    app.config["SQLALCHEMY_ENGINES"] = {"default": _engine_options(settings)}
+    app.extensions["scholarise_settings"] = settings
+
+    from admin.extensions import db
+    from admin.site import build_admin
+
+    db.init_app(app)
+    build_admin(app)
+    return app
+
+
+def _engine_options(settings: Settings) -> dict[str, object]:
+    if settings.database_url.startswith("sqlite"):
+        return {"url": settings.database_url, "connect_args": {"timeout": 30}}
+    return {"url": settings.database_url, "pool_pre_ping": True}

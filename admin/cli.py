@@ -1,0 +1,345 @@
+"""The ``scholarise`` command line: import files, follow tasks, run the processes.
+
+Commands call ``actors`` and ``scholarise`` services; none contains a business rule.
+Exit codes: 0 success, 1 bad input or a failed task, 2 a task that completed with errors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from scholarise.config import PROJECT_ROOT, Settings
+from scholarise.errors import ScholariseError
+
+err = Console(stderr=True)
+out = Console()
+EXIT_CODES = {"COMPLETED": 0, "COMPLETED_WITH_ERRORS": 2}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    try:
+        settings = Settings.from_env()
+    except ScholariseError as exc:
+        raise click.ClickException(str(exc)) from None
+    return settings.replace(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def prepare(settings: Settings) -> None:
+    """Upgrade the schema and configure the actors for this process."""
+    import actors
+    from scholarise.db import upgrade
+
+    upgrade(settings)
+    actors.configure(settings)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log what the services do.")
+def main(verbose: bool) -> None:
+    """Scholarise background services: bulk imports, notifications, health."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command("upgrade")
+def upgrade_command() -> None:
+    """Create or upgrade the database schema (idempotent)."""
+    from scholarise.db import upgrade
+
+    settings = load_settings()
+    upgrade(settings)
+    err.print(f"Database is up to date ({_safe_url(settings.database_url)}).")
+
+
+main.add_command(upgrade_command, "init-db")
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--type", "user_type", required=True, type=click.Choice(["teacher", "employee", "student"]))
+@click.option("--branch", required=True, help="Branch (campus) name; created if new.")
+@click.option("--priority", default=5, show_default=True, type=click.IntRange(1, 10), help="1 runs first.")
+@click.option("--batch-size", type=click.IntRange(1, 500), help="Rows per batch (default from settings).")
+@click.option("--encoding", help="The file's encoding, when it is not UTF-8/UTF-16 (e.g. cp1252).")
+@click.option("--title", help="Task title (default: the file name).")
+@click.option("--dry-run", is_flag=True, help="Validate and report; create nothing.")
+@click.option("--wait", is_flag=True, help="Follow the task with a progress bar until it ends.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final summary as one JSON object.")
+def import_command(file: Path, user_type: str, branch: str, priority: int, batch_size: int | None,
+                   encoding: str | None, title: str | None, dry_run: bool, wait: bool, as_json: bool) -> None:
+    """Validate FILE and import its rows as a background task."""
+    from scholarise.csvfile import open_csv
+    from scholarise.tasks import build_report
+
+    settings = load_settings()
+    if not file.is_file():
+        _fail(f"There is no file at {file}.", as_json)
+    try:
+        with open_csv(file, user_type, encoding=encoding, max_bytes=settings.max_upload_bytes,
+                      max_rows=settings.max_rows) as csv_file:
+            _report_encoding(csv_file)
+            if dry_run:
+                report = build_report(csv_file)
+                report.encoding, report.encoding_source = csv_file.encoding, csv_file.encoding_source
+                _print_report(report, as_json)
+                return
+            prepare(settings)
+            import actors
+
+            payload = {"user_type": user_type, "branch": branch, "priority": priority, "batch_size": batch_size,
+                       "source": file.name, "encoding": csv_file.encoding,
+                       "encoding_source": csv_file.encoding_source}
+            task_id = actors.create_bulk_task("BULK_USER_CREATION", title or f"Import {file.name}",
+                                              f"{user_type.title()}s from {file.name}", payload,
+                                              created_by="cli", rows=csv_file)
+    except ScholariseError as exc:
+        _fail(str(exc), as_json)
+    err.print(f"Task #{task_id} created.")
+    if not wait:
+        if settings.broker == "embedded":
+            err.print("It runs when a worker does: [bold]scholarise serve[/] (embedded) or with --wait.")
+        _finish(task_id, as_json, wait=False)
+        return
+    if settings.broker == "embedded":
+        from actors.embedded import start_worker
+
+        start_worker()
+    _follow(task_id, quiet=as_json)
+    _finish(task_id, as_json, wait=True)
+
+
+def _report_encoding(csv_file: Any) -> None:
+    if csv_file.encoding_source != "detected":
+        return
+    names = [f"{r.data.get('first_name', '')} {r.data.get('last_name', '')}".strip() for r in csv_file.preview(5)]
+    err.print(f"[yellow]The file is not UTF-8; its encoding was detected as {csv_file.encoding}.[/]")
+    err.print("Decoded names: " + "; ".join(names))
+    err.print("If these look wrong, stop now and run again with --encoding NAME (for example cp1252).")
+
+
+def _print_report(report: Any, as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps({"dry_run": True, **report.to_dict()}, default=str))
+        return
+    err.print(f"{report.total} rows: {report.valid} valid, {len(report.invalid)} with errors. Nothing was created.")
+    _error_table([(r.line, "; ".join(r.errors)) for r in report.invalid])
+
+
+def _error_table(rows: list[tuple[int, str]], limit: int = 50) -> None:
+    if not rows:
+        return
+    table = Table("Line", "Problem", title="Rows that cannot be imported")
+    for line, reason in rows[:limit]:
+        table.add_row(str(line), reason)
+    err.print(table)
+    if len(rows) > limit:
+        err.print(f"… and {len(rows) - limit} more (see the results CSV).")
+
+
+def _follow(task_id: int, *, quiet: bool) -> None:
+    import actors
+
+    columns = (TextColumn("[bold]#{task.fields[tid]}[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[counts]}"), TimeElapsedColumn())
+    with Progress(*columns, console=err, disable=quiet, transient=False) as progress:
+        bar = progress.add_task("starting", total=None, tid=task_id, counts="")
+        while True:
+            summary = actors.get_task(task_id)
+            progress.update(bar, total=summary["total"], completed=summary["processed"],
+                            description=summary["status"].lower().replace("_", " "),
+                            counts=f"{summary['created']} created · {summary['existing']} existed · "
+                                   f"{summary['failed']} failed")
+            if summary["status"] in ("COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED", "CANCELLED"):
+                return
+            time.sleep(0.25)
+
+
+def _finish(task_id: int, as_json: bool, *, wait: bool) -> None:
+    import actors
+
+    summary = actors.get_task(task_id)
+    if as_json:
+        out.print_json(json.dumps(summary, default=str))
+    else:
+        err.print(f"Task #{task_id}: {summary['status']} — {summary['created']} created, "
+                  f"{summary['existing']} already existed, {summary['failed']} failed, of {summary['total']} rows.")
+        _error_table([(f["line"], f["reason"] or "") for f in summary["failures"]])
+        err.print(f"Per-row results: scholarise results {task_id} -o results-{task_id}.csv")
+    if wait:
+        sys.exit(EXIT_CODES.get(summary["status"], 1))
+
+
+def _fail(message: str, as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps({"error": message}))
+    else:
+        err.print(f"[red]Error:[/] {message}")
+    sys.exit(1)
+
+
+@main.command("results")
+@click.argument("task_id", type=int)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="File to write (default stdout).")
+def results_command(task_id: int, output: Path | None) -> None:
+    """Write a task's per-row results as CSV (cells are made safe for spreadsheets)."""
+    from scholarise.db import make_engine, make_session_factory, session_scope
+    from scholarise.results import write_results_csv
+    from scholarise.tasks import get_task
+
+    settings = load_settings()
+    factory = make_session_factory(make_engine(settings))
+    with session_scope(factory) as session:
+        try:
+            get_task(session, task_id)
+        except ScholariseError as exc:
+            raise click.ClickException(str(exc)) from None
+        if output is None:
+            write_results_csv(session, task_id, sys.stdout)
+            return
+        with output.open("w", newline="", encoding="utf-8-sig") as stream:
+            count = write_results_csv(session, task_id, stream)
+    err.print(f"{count} rows written to {output}.")
+
+
+@main.command("tasks")
+@click.option("--status", type=click.Choice(["PENDING", "RUNNING", "COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED",
+                                             "CANCELLED"]))
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True)
+def tasks_command(status: str | None, limit: int, as_json: bool) -> None:
+    """List recent tasks."""
+    import actors
+
+    settings = load_settings()
+    prepare(settings)
+    rows = actors.get_all_tasks(status=status, limit=limit)
+    if as_json:
+        out.print_json(json.dumps(rows, default=str))
+        return
+    table = Table("Id", "Title", "Status", "Progress", "Created", "Existing", "Failed")
+    for t in rows:
+        table.add_row(str(t["task_id"]), t["title"], t["status"], f"{t['progress']:.0f} %", str(t["created"]),
+                      str(t["existing"]), str(t["failed"]))
+    out.print(table)
+
+
+@main.command("cancel")
+@click.argument("task_id", type=int)
+def cancel_command(task_id: int) -> None:
+    """Cancel a pending or running task (the batch in progress finishes)."""
+    _task_action(lambda a: a.cancel_task(task_id, by="cli"), f"Task #{task_id} cancelled.")
+
+
+@main.command("retry")
+@click.argument("task_id", type=int)
+def retry_command(task_id: int) -> None:
+    """Queue a finished task's failed rows again (rows that failed validation are not retried)."""
+    _task_action(lambda a: a.retry_failed_rows(task_id, by="cli"), "{} rows queued again.")
+
+
+@main.command("resume")
+@click.argument("task_id", type=int)
+def resume_command(task_id: int) -> None:
+    """Release rows held by a worker that stopped, so a running worker takes them again."""
+    _task_action(lambda a: a.resume_task(task_id), "{} rows released; workers will resume the task.")
+
+
+def _task_action(action: Any, message: str) -> None:
+    import actors
+
+    prepare(load_settings())
+    try:
+        result = action(actors)
+    except ScholariseError as exc:
+        raise click.ClickException(str(exc)) from None
+    err.print(message.format(result))
+
+
+@main.command("worker")
+@click.option("--processes", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64))
+def worker_command(processes: int, threads: int) -> None:
+    """Run Dramatiq worker processes on Redis (needs REDIS_URL)."""
+    import os
+
+    settings = load_settings()
+    if settings.broker != "redis":
+        raise click.ClickException("scholarise worker needs REDIS_URL; in the embedded mode `scholarise serve` "
+                                   "runs the workers inside the web process.")
+    from scholarise.db import upgrade
+
+    upgrade(settings)
+    os.execvp(sys.executable, [sys.executable, "-m", "dramatiq", "actors.worker", "--processes", str(processes),
+                               "--threads", str(threads), "--queues", "imports"])
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+def serve_command(host: str, port: int) -> None:
+    """Serve the admin site (and, in the embedded mode, the workers) in one process."""
+    from admin.server import serve
+
+    settings = load_settings()
+    prepare(settings)
+    serve(settings, host=host, port=port)
+
+
+@main.command("demo")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--no-serve", is_flag=True, help="Import the sample file and stop.")
+def demo_command(host: str, port: int, no_serve: bool) -> None:
+    """The main job: import the bundled sample of 200 teachers end to end, then serve the admin site."""
+    import actors
+    from actors.embedded import start_worker
+
+    settings = load_settings()
+    prepare(settings)
+    from scholarise.csvfile import open_csv
+
+    sample = PROJECT_ROOT / "demo" / "teachers.csv"
+    err.print(f"Importing {sample.relative_to(PROJECT_ROOT)} into branch 'Main Campus' "
+              f"(provider: {settings.provider_name}, broker: {settings.broker}, database: "
+              f"{_safe_url(settings.database_url)})")
+    with open_csv(sample, "teacher", max_bytes=settings.max_upload_bytes, max_rows=settings.max_rows) as csv_file:
+        task_id = actors.create_bulk_task("BULK_USER_CREATION", "Demo: import sample teachers",
+                                          "The bundled sample of 200 teachers",
+                                          {"user_type": "teacher", "branch": "Main Campus", "source": sample.name},
+                                          created_by="make run", rows=csv_file)
+    worker = start_worker()
+    _follow(task_id, quiet=False)
+    summary = actors.get_task(task_id)
+    err.print(f"[bold]Task #{task_id}: {summary['status']}[/] — {summary['created']} created, "
+              f"{summary['existing']} already existed, {summary['failed']} failed, of {summary['total']} rows.")
+    err.print(f"Results CSV: scholarise results {task_id} -o results.csv")
+    if no_serve:
+        worker.stop()
+        return
+    from admin.server import serve
+
+    serve(settings, host=host, port=port, worker=worker)
+
+
+def _safe_url(url: str) -> str:
+    """A database URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - only for display
+        return "(unparsable URL)"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,31 @@
+"""Database models (SQLAlchemy 2.x), one module per aggregate."""
+
+from __future__ import annotations
+
+from scholarise.models.base import Base, utcnow
+from scholarise.models.people import PERSON_MODELS, Branch, Employee, LocalAccount, Student, Teacher
+from scholarise.models.tasks import (
+    BackgroundTask,
+    ItemStatus,
+    TaskExecutionLog,
+    TaskItem,
+    TaskStatus,
+    TaskType,
+)
+
+__all__ = [
+    "PERSON_MODELS",
+    "BackgroundTask",
+    "Base",
+    "Branch",
+    "Employee",
+    "ItemStatus",
+    "LocalAccount",
+    "Student",
+    "TaskExecutionLog",
+    "TaskItem",
+    "TaskStatus",
+    "TaskType",
+    "Teacher",
+    "utcnow",
+]

@@ -1,0 +1,491 @@
+"""Working a task: claim a batch atomically, resolve its rows with the provider, commit, finish.
+
+The database is the source of truth. A batch is claimed with a compare-and-set on its rows (and
+``SKIP LOCKED`` on PostgreSQL), worked with no transaction open, and committed guarded by the
+claim token. A worker that dies leaves its rows claimed; once the claim's lease expires (or
+``resume_task`` releases it) any worker takes them again, and the provider look-up that starts
+every batch links what the dead worker had already created, so nothing is created twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import exists, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from scholarise import tasks as task_service
+from scholarise.config import Settings
+from scholarise.db import session_scope
+from scholarise.errors import ProviderFatalError, ProviderRetryableError, ProviderUnavailableError
+from scholarise.models import PERSON_MODELS, BackgroundTask, ItemStatus, TaskItem, TaskStatus, utcnow
+from scholarise.providers.base import Account, AlreadyExistsError, IdentityProvider, NewUser, RowRejectedError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+FinishHook = Callable[[Session, BackgroundTask], None]
+MAX_ITEM_ATTEMPTS = 10
+MAX_RATE_LIMIT_WAIT = 600.0
+
+
+@dataclass
+class WorkContext:
+    """What a worker needs to process batches; built once per worker thread or process."""
+
+    session_factory: sessionmaker[Session]
+    provider: IdentityProvider
+    settings: Settings
+    worker_id: str
+    sleep: Callable[[float], None] = time.sleep
+    backoff_base: float = 0.5
+    on_task_finished: list[FinishHook] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ClaimedRow:
+    id: int
+    line: int
+    email: str
+    data: dict[str, Any]
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    task_id: int
+    user_type: str
+    branch_id: int
+    token: str
+    rows: list[ClaimedRow]
+    resumed: int = 0
+
+
+@dataclass(frozen=True)
+class RowOutcome:
+    item_id: int
+    status: str
+    external_user_id: str | None = None
+    code: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    task_id: int | None
+    rows: int
+    more_work: bool
+
+
+def _claimable(stale_before: datetime) -> Any:
+    return (TaskItem.status == ItemStatus.PENDING) | (
+        (TaskItem.status == ItemStatus.PROCESSING) & (TaskItem.claimed_at < stale_before)
+    )
+
+
+def claim_batch(session: Session, *, worker_id: str, batch_size: int, lease_seconds: int,
+                now: datetime | None = None) -> Claim | None:
+    """Claim the next batch of the most urgent task (priority 1 first, then oldest), or None."""
+    now = now or utcnow()
+    claimable = _claimable(now - timedelta(seconds=lease_seconds))
+    has_work = exists().where(TaskItem.task_id == BackgroundTask.id, claimable)
+    postgres = session.get_bind().dialect.name == "postgresql"
+    for _ in range(5):
+        task = session.execute(
+            select(BackgroundTask.id, BackgroundTask.user_type, BackgroundTask.branch_id, BackgroundTask.options)
+            .where(BackgroundTask.status.in_(TaskStatus.ACTIVE), has_work)
+            .order_by(BackgroundTask.priority, BackgroundTask.created_at, BackgroundTask.id)
+            .limit(1)
+        ).first()
+        if task is None:
+            return None
+        size = int((task.options or {}).get("batch_size") or batch_size)
+        pick = (
+            select(TaskItem.id, TaskItem.status)
+            .where(TaskItem.task_id == task.id, claimable)
+            .order_by(TaskItem.row_number)
+            .limit(size)
+        )
+        if postgres:
+            pick = pick.with_for_update(skip_locked=True)
+        picked = session.execute(pick).all()
+        if not picked:
+            continue
+        token = uuid.uuid4().hex
+        result = session.execute(
+            update(TaskItem)
+            .where(TaskItem.id.in_([p.id for p in picked]), claimable)
+            .values(status=ItemStatus.PROCESSING, claim_token=token, claimed_at=now, claimed_by=worker_id,
+                    attempts=TaskItem.attempts + 1)
+            .execution_options(synchronize_session=False)
+        )
+        if not result.rowcount:
+            continue
+        rows = [
+            ClaimedRow(r.id, r.row_number, r.email or "", dict(r.data or {}), r.attempts)
+            for r in session.execute(
+                select(TaskItem.id, TaskItem.row_number, TaskItem.email, TaskItem.data, TaskItem.attempts)
+                .where(TaskItem.claim_token == token)
+                .order_by(TaskItem.row_number)
+            )
+        ]
+        resumed = sum(1 for p in picked if p.status == ItemStatus.PROCESSING)
+        if task_service.transition(session, task.id, [TaskStatus.PENDING], TaskStatus.RUNNING,
+                                   started_at=now, worker_id=worker_id, heartbeat_at=now):
+            task_service.log(session, task.id, f"Started by worker {worker_id}.")
+        if resumed:
+            task_service.log(session, task.id, f"Resumed {resumed} rows whose worker stopped before finishing them.",
+                             level="WARNING", details={"rows": [r.line for r in rows], "worker": worker_id})
+        return Claim(task.id, task.user_type, task.branch_id, token, rows, resumed)
+    return None
+
+
+def process_next_batch(ctx: WorkContext) -> BatchResult:
+    """Claim, resolve and commit one batch. Raises ProviderUnavailableError after releasing the batch."""
+    with session_scope(ctx.session_factory) as session:
+        finish_idle_tasks(ctx, session)
+        claim = claim_batch(session, worker_id=ctx.worker_id, batch_size=ctx.settings.batch_size,
+                            lease_seconds=ctx.settings.batch_lease_seconds)
+    if claim is None:
+        return BatchResult(None, 0, more_work=False)
+    try:
+        outcomes = resolve_batch(ctx, claim)
+    except ProviderFatalError as exc:
+        with session_scope(ctx.session_factory) as session:
+            stop_task(ctx, session, claim.task_id, str(exc))
+        return BatchResult(claim.task_id, 0, more_work=True)
+    except ProviderUnavailableError as exc:
+        with session_scope(ctx.session_factory) as session:
+            release_claim(session, claim, str(exc))
+        raise
+    except BaseException as exc:  # shutdown, time limit, bug: hand the rows back at once, then re-raise
+        with session_scope(ctx.session_factory) as session:
+            release_claim(session, claim, f"the worker was interrupted ({type(exc).__name__})")
+        raise
+    with session_scope(ctx.session_factory) as session:
+        write_outcomes(session, claim, outcomes)
+        after_batch(ctx, session, claim.task_id)
+    return BatchResult(claim.task_id, len(outcomes), more_work=True)
+
+
+# --- talking to the provider -------------------------------------------------------------------
+
+
+def resolve_batch(ctx: WorkContext, claim: Claim) -> list[RowOutcome]:
+    """Decide every row of the batch: link what exists, create the rest. No database transaction is open."""
+    provider = ctx.provider
+    emails = [r.email for r in claim.rows]
+    ext_ids = [task_service.external_id_for(e) for e in emails]
+    found = _with_retries(ctx, lambda: provider.find_users(emails=emails, external_ids=ext_ids), "look-up")
+    by_ext = {a.external_id: a for a in found if a.external_id}
+    by_email = {a.email.lower(): a for a in found}
+    outcomes = []
+    for row, ext_id in zip(claim.rows, ext_ids, strict=True):
+        account = by_ext.get(ext_id) or by_email.get(row.email)
+        if account is not None:
+            outcomes.append(_linked(row, account, claim.task_id))
+        else:
+            outcomes.append(_create(ctx, claim, row, ext_id))
+    return outcomes
+
+
+def _linked(row: ClaimedRow, account: Account, task_id: int) -> RowOutcome:
+    # An account carrying this task's id in its metadata was created by an earlier attempt of this task.
+    ours = account.private_metadata.get("scholarise_task") == task_id
+    return RowOutcome(row.id, ItemStatus.CREATED if ours else ItemStatus.EXISTING, account.id)
+
+
+def _create(ctx: WorkContext, claim: Claim, row: ClaimedRow, ext_id: str) -> RowOutcome:
+    provider = ctx.provider
+    user = NewUser(
+        email=row.email,
+        first_name=str(row.data.get("first_name") or ""),
+        last_name=str(row.data.get("last_name") or ""),
+        external_id=ext_id,
+        private_metadata={"scholarise_task": claim.task_id, "scholarise_row": row.line, "user_type": claim.user_type},
+    )
+
+    def lookup() -> Account | None:
+        for account in provider.find_users(emails=[row.email], external_ids=[ext_id]):
+            if account.external_id == ext_id or account.email.lower() == row.email:
+                return account
+        return None
+
+    def reconcile() -> Account | None:
+        try:
+            return lookup()
+        except ProviderRetryableError:
+            return None
+
+    try:
+        account = _with_retries(ctx, lambda: provider.create_user(user), "create", reconcile=reconcile)
+        return _linked(row, account, claim.task_id)
+    except AlreadyExistsError as exc:
+        account = _with_retries(ctx, lookup, "look-up")
+        if account is not None:
+            return _linked(row, account, claim.task_id)
+        taken = ", ".join(exc.params) or "an identifier"
+        return RowOutcome(row.id, ItemStatus.FAILED, None, "identifier_exists",
+                          f"The provider says {taken} is already taken by another account: {exc}")
+    except RowRejectedError as exc:
+        return RowOutcome(row.id, ItemStatus.FAILED, None, exc.code, str(exc))
+
+
+def _with_retries(ctx: WorkContext, call: Callable[[], T], what: str, *,
+                  reconcile: Callable[[], T | None] | None = None) -> T:
+    """Run ``call``; wait out 429s (not counted as attempts), back off exponentially on other transient errors.
+
+    After an ambiguous failure (the request may have taken effect) ``reconcile`` is asked first.
+
+    Raises:
+        ProviderUnavailableError: transient failures outlasted ``provider_max_attempts`` (or 429s
+            kept us waiting longer than ten minutes).
+    """
+    attempts = 0
+    waited = 0.0
+    while True:
+        try:
+            return call()
+        except ProviderRetryableError as exc:
+            if exc.retry_after is not None:
+                delay = max(0.05, float(exc.retry_after))
+                waited += delay
+                if waited > MAX_RATE_LIMIT_WAIT:
+                    raise ProviderUnavailableError(f"The provider kept rate-limiting the {what} for {waited:.0f} s.") from exc
+            else:
+                attempts += 1
+                if attempts >= ctx.settings.provider_max_attempts:
+                    raise ProviderUnavailableError(
+                        f"The provider failed the {what} {attempts} times in a row; last error: {exc}") from exc
+                delay = min(30.0, ctx.backoff_base * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)
+            logger.info("provider %s failed transiently (%s); retrying in %.2f s", what, exc, delay)
+            ctx.sleep(delay)
+            if exc.ambiguous and reconcile is not None:
+                found = reconcile()
+                if found is not None:
+                    return found
+
+
+# --- writing results -----------------------------------------------------------------------------
+
+
+def write_outcomes(session: Session, claim: Claim, outcomes: list[RowOutcome]) -> None:
+    """Store each row's result, guarded by the claim token (a row re-claimed elsewhere is left to that worker)."""
+    now = utcnow()
+    rows = {r.id: r for r in claim.rows}
+    for outcome in outcomes:
+        result = session.execute(
+            update(TaskItem)
+            .where(TaskItem.id == outcome.item_id, TaskItem.claim_token == claim.token,
+                   TaskItem.status == ItemStatus.PROCESSING)
+            .values(status=outcome.status, external_user_id=outcome.external_user_id, error_code=outcome.code,
+                    error_message=outcome.message, finished_at=now, claim_token=None)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount and outcome.status in (ItemStatus.CREATED, ItemStatus.EXISTING):
+            _upsert_person(session, claim, rows[outcome.item_id], outcome.external_user_id)
+
+
+_DATE_FIELDS = {"date_of_joining", "date_of_birth"}
+
+
+def _upsert_person(session: Session, claim: Claim, row: ClaimedRow, external_user_id: str | None) -> None:
+    model = PERSON_MODELS[claim.user_type]
+    person = session.scalar(select(model).where(model.email == row.email))
+    if person is not None:
+        if not person.external_user_id:
+            person.external_user_id = external_user_id
+        return
+    columns = set(model.__table__.columns.keys())
+    values: dict[str, Any] = {k: v for k, v in row.data.items() if k in columns and v not in (None, "")}
+    for key in _DATE_FIELDS & values.keys():
+        values[key] = date.fromisoformat(str(values[key]))
+    values.update(email=row.email, branch_id=claim.branch_id, external_user_id=external_user_id)
+    values.setdefault("last_name", "")
+    try:
+        with session.begin_nested():
+            session.add(model(**values))
+    except IntegrityError:  # another task linked the same person a moment ago
+        logger.info("person %s already recorded by a concurrent task", row.email)
+
+
+def after_batch(ctx: WorkContext, session: Session, task_id: int) -> None:
+    """Finish the task if this was its last open row, else write progress at most once per interval."""
+    if session.get_bind().dialect.name == "postgresql":
+        # Serialise the "was that the last batch?" check so two workers finishing together cannot both miss it.
+        session.execute(select(BackgroundTask.id).where(BackgroundTask.id == task_id).with_for_update())
+    open_left = session.scalar(select(exists().where(TaskItem.task_id == task_id, TaskItem.status.in_(ItemStatus.OPEN))))
+    if not open_left:
+        finish_task(ctx, session, task_id)
+        return
+    now = utcnow()
+    progress_at = session.scalar(select(BackgroundTask.progress_at).where(BackgroundTask.id == task_id))
+    if progress_at is not None and (now - progress_at).total_seconds() < ctx.settings.progress_interval:
+        return
+    write_progress(session, task_id, worker_id=ctx.worker_id, now=now)
+
+
+def write_progress(session: Session, task_id: int, *, worker_id: str | None = None, now: datetime | None = None) -> None:
+    """One UPDATE of the task's counters, progress and heartbeat from its rows."""
+    now = now or utcnow()
+    values = _counter_values(task_service.item_counts(session, task_id))
+    extra = {"worker_id": worker_id} if worker_id else {}
+    session.execute(
+        update(BackgroundTask).where(BackgroundTask.id == task_id)
+        .values(**values, progress_at=now, heartbeat_at=now, **extra)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _counter_values(counts: dict[str, int]) -> dict[str, Any]:
+    total = sum(counts.values())
+    done = sum(counts.get(s, 0) for s in ItemStatus.DONE)
+    return {
+        "total": total,
+        "processed": done,
+        "created_count": counts.get(ItemStatus.CREATED, 0),
+        "existing_count": counts.get(ItemStatus.EXISTING, 0),
+        "failed_count": counts.get(ItemStatus.FAILED, 0),
+        "progress": round(100.0 * done / total, 1) if total else 100.0,
+    }
+
+
+def finish_idle_tasks(ctx: WorkContext, session: Session) -> int:
+    """Finish active tasks that have no open row left (every row invalid, or a finisher that crashed)."""
+    open_rows = exists().where(TaskItem.task_id == BackgroundTask.id, TaskItem.status.in_(ItemStatus.OPEN))
+    idle = session.scalars(
+        select(BackgroundTask.id).where(BackgroundTask.status.in_(TaskStatus.ACTIVE), ~open_rows)
+    ).all()
+    return sum(1 for task_id in idle if finish_task(ctx, session, task_id))
+
+
+def finish_task(ctx: WorkContext, session: Session, task_id: int) -> bool:
+    """Write the final status and summary once (compare-and-set), then run the finish hooks in this transaction."""
+    values = _counter_values(task_service.item_counts(session, task_id))
+    now = utcnow()
+    failed, total = values["failed_count"], values["total"]
+    if failed == 0:
+        status, summary = TaskStatus.COMPLETED, None
+    elif failed < total:
+        status, summary = TaskStatus.COMPLETED_WITH_ERRORS, f"{failed} of {total} rows failed."
+    else:
+        status, summary = TaskStatus.FAILED, f"No row could be imported: all {total} rows failed."
+    won = task_service.transition(session, task_id, TaskStatus.ACTIVE, status, finished_at=now, progress_at=now,
+                                  error_summary=summary, **values)
+    if not won:  # cancelled meanwhile: keep its status, but leave exact counters
+        session.execute(update(BackgroundTask).where(BackgroundTask.id == task_id).values(**values, progress_at=now)
+                        .execution_options(synchronize_session=False))
+        return False
+    task_service.log(session, task_id,
+                     f"Finished: {status.lower().replace('_', ' ')} — {values['created_count']} created, "
+                     f"{values['existing_count']} already existed, {failed} failed.",
+                     level="INFO" if status == TaskStatus.COMPLETED else "WARNING", details=values)
+    _run_finish_hooks(ctx, session, task_id)
+    return True
+
+
+def _run_finish_hooks(ctx: WorkContext, session: Session, task_id: int) -> None:
+    if not ctx.on_task_finished:
+        return
+    session.flush()
+    task = session.get(BackgroundTask, task_id)
+    assert task is not None
+    session.refresh(task)
+    for hook in ctx.on_task_finished:
+        hook(session, task)
+
+
+def stop_task(ctx: WorkContext, session: Session, task_id: int, reason: str) -> None:
+    """The provider refuses all work: fail the task at once with the reason; open rows are marked not attempted."""
+    session.execute(
+        update(TaskItem)
+        .where(TaskItem.task_id == task_id, TaskItem.status.in_(ItemStatus.OPEN))
+        .values(status=ItemStatus.FAILED, error_code="not_attempted", error_message=f"Not attempted: {reason}",
+                claim_token=None, finished_at=utcnow())
+    )
+    values = _counter_values(task_service.item_counts(session, task_id))
+    if task_service.transition(session, task_id, TaskStatus.ACTIVE, TaskStatus.FAILED, finished_at=utcnow(),
+                               error_summary=reason, progress_at=utcnow(), **values):
+        task_service.log(session, task_id, f"Stopped: {reason}", level="ERROR")
+        _run_finish_hooks(ctx, session, task_id)
+
+
+def release_claim(session: Session, claim: Claim, reason: str) -> None:
+    """Hand a batch back to pending so any worker takes it again; rows past their attempt budget fail."""
+    lines = [r.line for r in claim.rows]
+    session.execute(
+        update(TaskItem)
+        .where(TaskItem.claim_token == claim.token, TaskItem.status == ItemStatus.PROCESSING,
+               TaskItem.attempts >= MAX_ITEM_ATTEMPTS)
+        .values(status=ItemStatus.FAILED, error_code="provider_unavailable", claim_token=None, finished_at=utcnow(),
+                error_message=f"Gave up after {MAX_ITEM_ATTEMPTS} attempts: {reason}")
+    )
+    session.execute(
+        update(TaskItem)
+        .where(TaskItem.claim_token == claim.token, TaskItem.status == ItemStatus.PROCESSING)
+        .values(status=ItemStatus.PENDING, claim_token=None, claimed_at=None)
+    )
+    task_service.log(session, claim.task_id, f"Rows {min(lines)}-{max(lines)} handed back for a retry: {reason}",
+                     level="WARNING", details={"rows": lines})
+
+
+def resume_task(session: Session, task_id: int) -> int:
+    """Release every claimed row of a task at once (its worker is known to be gone); returns how many.
+
+    Raises:
+        NotFoundError: no such task.
+    """
+    task_service.get_task(session, task_id)
+    result = session.execute(
+        update(TaskItem)
+        .where(TaskItem.task_id == task_id, TaskItem.status == ItemStatus.PROCESSING)
+        .values(status=ItemStatus.PENDING, claim_token=None, claimed_at=None)
+    )
+    count = result.rowcount or 0
+    if count:
+        task_service.log(session, task_id, f"Resume: {count} rows claimed by a stopped worker were released.",
+                         level="WARNING")
+    return count
+
+
+def tasks_with_work(session: Session) -> list[int]:
+    """Ids of active tasks, most urgent first (what a recovery re-rings the bell for)."""
+    return list(session.scalars(
+        select(BackgroundTask.id).where(BackgroundTask.status.in_(TaskStatus.ACTIVE))
+        .order_by(BackgroundTask.priority, BackgroundTask.created_at)
+    ))
+
+
+def claim_holders(session: Session) -> list[str]:
+    """Worker ids that hold claimed rows right now."""
+    return list(session.scalars(
+        select(TaskItem.claimed_by).where(TaskItem.status == ItemStatus.PROCESSING).distinct()
+    ))
+
+
+def release_claims(session: Session, worker_ids: list[str], *, why: str) -> int:
+    """Hand back every row claimed by the given (dead) workers, logging it in each task; returns how many."""
+    if not worker_ids:
+        return 0
+    per_task = session.execute(
+        select(TaskItem.task_id, TaskItem.claimed_by).where(
+            TaskItem.status == ItemStatus.PROCESSING, TaskItem.claimed_by.in_(worker_ids)
+        ).distinct()
+    ).all()
+    result = session.execute(
+        update(TaskItem)
+        .where(TaskItem.status == ItemStatus.PROCESSING, TaskItem.claimed_by.in_(worker_ids))
+        .values(status=ItemStatus.PENDING, claim_token=None, claimed_at=None, claimed_by=None)
+    )
+    for task_id, worker in per_task:
+        task_service.log(session, task_id, f"Recovered rows claimed by worker {worker}: {why}", level="WARNING",
+                         details={"worker": worker})
+    return result.rowcount or 0

@@ -1,0 +1,61 @@
+"""How to pace calls so a whole cluster stays under a provider's rolling-window limit.
+
+Dramatiq's ``BucketRateLimiter`` counts calls in fixed buckets of ``bucket_ms``. Any rolling window
+of ``window`` seconds overlaps at most ``ceil(window / bucket) + 1`` buckets, so allowing ``per_bucket``
+calls per bucket keeps every rolling window at or under the limit when
+``(ceil(window / bucket) + 1) * per_bucket <= limit``. Small buckets waste little of the budget
+(``window / (window + bucket)``), so we pick the pair that allows the highest steady rate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Pacing:
+    per_bucket: int
+    bucket_ms: int
+
+    @property
+    def rate(self) -> float:
+        """Steady calls per second this pacing allows."""
+        return self.per_bucket * 1000.0 / self.bucket_ms
+
+    def worst_window_count(self, window: float) -> int:
+        """The most calls any rolling window of ``window`` seconds can see."""
+        return (math.ceil(window * 1000 / self.bucket_ms) + 1) * self.per_bucket
+
+
+def plan_pacing(limit: int, window: float, *, margin: float = 1.0, min_bucket_ms: int = 10) -> Pacing:
+    """The fastest bucket pacing whose worst rolling window stays within ``limit * margin``.
+
+    Args:
+        limit: calls the provider allows per ``window`` seconds.
+        window: the provider's window in seconds.
+        margin: fraction of the limit to use (headroom for other callers of the same key).
+        min_bucket_ms: smallest bucket, so the limiter does not spin on a shared store.
+
+    Raises:
+        ValueError: the limit or window is not positive.
+    """
+    if limit < 1 or window <= 0:
+        raise ValueError("limit and window must be positive")
+    budget = max(1, math.floor(limit * margin))
+    window_ms = window * 1000
+    best: Pacing | None = None
+    for per_bucket in range(1, min(budget, 200) + 1):
+        # smallest bucket b with (ceil(window_ms / b) + 1) * per_bucket <= budget
+        max_buckets = budget // per_bucket - 1
+        if max_buckets < 1:
+            break
+        bucket_ms = max(min_bucket_ms, math.ceil(window_ms / max_buckets))
+        while (math.ceil(window_ms / bucket_ms) + 1) * per_bucket > budget:
+            bucket_ms += 1
+        candidate = Pacing(per_bucket, bucket_ms)
+        if best is None or candidate.rate > best.rate:
+            best = candidate
+    if best is None:  # budget of 1 call per window: one call per bucket of a whole window
+        return Pacing(1, math.ceil(window_ms))
+    return best
