@@ -51,7 +51,7 @@ EMPTY = "The file is empty."
 HEADER_ONLY = "The file has a header but no data rows."
 
 
-@dataclass
+@dataclass(slots=True)
 class ParsedRow:
     """One data row of the file, judged on its own and against earlier rows (duplicates)."""
 
@@ -107,12 +107,6 @@ class _Window(io.RawIOBase):
         return size
 
 
-def _chunks(handle: IO[bytes], start: int, max_bytes: int) -> Iterator[bytes]:
-    window = _Window(handle, start, max_bytes)
-    while chunk := window.read(_CHUNK):
-        yield chunk
-
-
 def _read_at(handle: IO[bytes], offset: int, size: int) -> bytes:
     handle.seek(offset)
     return handle.read(size)
@@ -121,8 +115,9 @@ def _read_at(handle: IO[bytes], offset: int, size: int) -> bytes:
 def _first_bad_line(handle: IO[bytes], start: int, encoding: str, max_bytes: int) -> tuple[int, int] | None:
     """Decode the whole file once; return (byte offset, line) of the first undecodable byte, if any."""
     decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    window = _Window(handle, start, max_bytes)
     offset = lines = 0
-    for chunk in _chunks(handle, start, max_bytes):
+    while chunk := window.read(_CHUNK):
         try:
             decoder.decode(chunk)
         except UnicodeDecodeError as exc:
@@ -233,7 +228,7 @@ def _detect_delimiter(line: str) -> str:
 
 
 def _is_blank(record: list[str]) -> bool:
-    return not any(cell.strip() for cell in record)
+    return not "".join(record).strip()
 
 
 def _is_sep_line(record: list[str]) -> bool:
@@ -305,6 +300,7 @@ class CsvFile:
         positions = match_columns(user_type, header)
         self._index = sorted((position, name) for name, position in positions.items())
         self.columns = {name: header[position].strip() for name, position in positions.items()}
+        self._last_index = max(positions.values())
         self.header_line = header_line
         first = self._data_records()
         try:
@@ -407,7 +403,10 @@ class CsvFile:
     # -- one row ------------------------------------------------------------------------
 
     def _row(self, line: int, record: list[str], seen: dict[str, int]) -> ParsedRow:
-        raw = {name: record[index] for index, name in self._index if index < len(record)}
+        if len(record) > self._last_index:
+            raw = {name: record[index] for index, name in self._index}
+        else:  # a short row: the columns it stops before are simply not given
+            raw = {name: record[index] for index, name in self._index if index < len(record)}
         if len(record) > self._width and not _is_blank(record[self._width :]):
             name = _DELIMITER_NAMES[self.delimiter]
             clean, errors = {}, [

@@ -67,6 +67,7 @@ class Claim:
     token: str
     rows: list[ClaimedRow]
     resumed: int = 0
+    expect_existing: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,9 @@ def claim_batch(session: Session, *, worker_id: str, batch_size: int, lease_seco
         if resumed:
             task_service.log(session, task.id, f"Resumed {resumed} rows whose worker stopped before finishing them.",
                              level="WARNING", details={"rows": [r.line for r in rows], "worker": worker_id})
-        return Claim(task.id, task.user_type, task.branch_id, token, rows, resumed)
+        expect_existing = bool(session.scalar(select(exists().where(
+            TaskItem.task_id == task.id, TaskItem.status == ItemStatus.EXISTING))))
+        return Claim(task.id, task.user_type, task.branch_id, token, rows, resumed, expect_existing)
     return None
 
 
@@ -156,14 +159,17 @@ def process_next_batch(ctx: WorkContext) -> BatchResult:
                             lease_seconds=ctx.settings.batch_lease_seconds)
     if claim is None:
         return BatchResult(None, 0, more_work=False)
+    outcomes: list[RowOutcome] = []
     try:
-        outcomes = resolve_batch(ctx, claim)
+        resolve_batch(ctx, claim, outcomes)
     except ProviderFatalError as exc:
         with session_scope(ctx.session_factory) as session:
+            write_outcomes(session, claim, outcomes)  # rows decided before the refusal keep their result
             stop_task(ctx, session, claim.task_id, str(exc))
-        return BatchResult(claim.task_id, 0, more_work=True)
+        return BatchResult(claim.task_id, len(outcomes), more_work=True)
     except ProviderUnavailableError as exc:
         with session_scope(ctx.session_factory) as session:
+            write_outcomes(session, claim, outcomes)
             release_claim(session, claim, str(exc))
         raise
     except BaseException as exc:  # shutdown, time limit, bug: hand the rows back at once, then re-raise
@@ -179,15 +185,25 @@ def process_next_batch(ctx: WorkContext) -> BatchResult:
 # --- talking to the provider -------------------------------------------------------------------
 
 
-def resolve_batch(ctx: WorkContext, claim: Claim) -> list[RowOutcome]:
-    """Decide every row of the batch: link what exists, create the rest. No database transaction is open."""
+def resolve_batch(ctx: WorkContext, claim: Claim, outcomes: list[RowOutcome] | None = None) -> list[RowOutcome]:
+    """Decide every row of the batch: link what exists, create the rest. No database transaction is open.
+
+    Outcomes are appended to ``outcomes`` as they are decided, so a caller that catches a provider
+    error still knows (and records) the rows settled before it.
+    """
+    outcomes = [] if outcomes is None else outcomes
     provider = ctx.provider
-    emails = [r.email for r in claim.rows]
-    ext_ids = [task_service.external_id_for(e) for e in emails]
-    found = _with_retries(ctx, lambda: provider.find_users(emails=emails, external_ids=ext_ids), "look-up")
+    ext_ids = [task_service.external_id_for(r.email) for r in claim.rows]
+    # Creating is safe without asking first: the provider refuses a taken email or external id, and
+    # that refusal is resolved by a look-up. Asking first pays off only where accounts probably exist:
+    # rows tried before (a crash or hand-back may have created them) and tasks already finding accounts.
+    ask = [(r, x) for r, x in zip(claim.rows, ext_ids, strict=True) if claim.expect_existing or r.attempts > 1]
+    found: list[Account] = []
+    if ask:
+        emails, ask_ids = [r.email for r, _ in ask], [x for _, x in ask]
+        found = _with_retries(ctx, lambda: provider.find_users(emails=emails, external_ids=ask_ids), "look-up")
     by_ext = {a.external_id: a for a in found if a.external_id}
     by_email = {a.email.lower(): a for a in found}
-    outcomes = []
     for row, ext_id in zip(claim.rows, ext_ids, strict=True):
         account = by_ext.get(ext_id) or by_email.get(row.email)
         if account is not None:

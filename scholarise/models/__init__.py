@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from scholarise.models.api_token import ApiToken
+from scholarise.models.auth import AdminUser, Role, SignInAttempt
 from scholarise.models.base import Base, utcnow
 from scholarise.models.people import PERSON_MODELS, Branch, Employee, LocalAccount, Student, Teacher
 from scholarise.models.tasks import (
@@ -14,6 +16,10 @@ from scholarise.models.tasks import (
 )
 
 __all__ = [
+    "ApiToken",
+    "AdminUser",
+    "Role",
+    "SignInAttempt",
     "PERSON_MODELS",
     "BackgroundTask",
     "Base",

@@ -171,16 +171,16 @@ def _raise_transport(method: str, path: str, exc: requests.RequestException) -> 
     ):
         raise ProviderFatalError(
             f"{what}: the API URL is unusable ({type(exc).__name__}); check CLERK_API_URL"
-        ) from exc
+        ) from None
     if isinstance(exc, requests.ConnectTimeout) or _never_connected(exc):
-        raise ProviderRetryableError(f"{what}: could not connect ({type(exc).__name__})") from exc
+        raise ProviderRetryableError(f"{what}: could not connect ({type(exc).__name__})") from None
     if isinstance(exc, requests.ReadTimeout):
         reason = "no answer within the timeout"
     elif isinstance(exc, requests.exceptions.ChunkedEncodingError):
         reason = "the answer was cut off"
     else:
         reason = f"the connection failed ({type(exc).__name__})"
-    raise ProviderRetryableError(f"{what}: {reason}", ambiguous=method == "POST") from exc
+    raise ProviderRetryableError(f"{what}: {reason}", ambiguous=method == "POST") from None
 
 
 def _never_connected(exc: requests.RequestException) -> bool:
