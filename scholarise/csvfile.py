@@ -358,6 +358,11 @@ class CsvFile:
                 yield last + 1, record
                 last = reader.line_num
         except csv.Error as exc:
+            if "field limit" in str(exc):
+                raise InputError(
+                    f"Line {last + 1}: a value runs on for more than {csv.field_size_limit():,} characters; "
+                    "a double quote there is probably never closed."
+                ) from None
             raise InputError(f"Line {last + 1} cannot be read as CSV ({exc}). Check its quotes.") from None
         except UnicodeDecodeError:
             raise InputError(f"The file is not valid {self.encoding} text near line {last + 1}.") from None

@@ -295,6 +295,13 @@ def test_too_many_rows_raises_when_exceeded() -> None:
         assert len(list(parsed)) == 200
 
 
+def test_an_unclosed_quote_is_reported_not_raised_as_csv_error() -> None:
+    data = 'first_name,email\n"Ann,ann@example.org\n' + "Bob,bob@example.org\n" * 20_000
+    assert input_error(data) == (
+        "Line 2: a value runs on for more than 131,072 characters; a double quote there is probably never closed."
+    )
+
+
 def test_missing_path_and_unknown_type() -> None:
     with pytest.raises(InputError, match="Cannot open"):
         open_csv(DEMO / "nope.csv", "teacher")
