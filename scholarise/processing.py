@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import bindparam, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -294,43 +294,73 @@ def _with_retries(ctx: WorkContext, call: Callable[[], T], what: str, *,
 
 
 def write_outcomes(session: Session, claim: Claim, outcomes: list[RowOutcome]) -> None:
-    """Store each row's result, guarded by the claim token (a row re-claimed elsewhere is left to that worker)."""
+    """Store each row's result, guarded by the claim token (a row re-claimed elsewhere is left to that worker).
+
+    One SELECT finds the rows this claim still holds (locked on PostgreSQL; SQLite holds the write
+    lock already), then one executemany UPDATE and one INSERT of new people: a few statements per
+    batch instead of several per row.
+    """
+    if not outcomes:
+        return
+    held_query = select(TaskItem.id).where(TaskItem.claim_token == claim.token,
+                                           TaskItem.status == ItemStatus.PROCESSING)
+    if session.get_bind().dialect.name == "postgresql":
+        held_query = held_query.with_for_update()
+    held = set(session.scalars(held_query))
+    mine = [o for o in outcomes if o.item_id in held]
+    if not mine:
+        return
     now = utcnow()
+    table = TaskItem.__table__
+    session.execute(
+        table.update().where(table.c.id == bindparam("item_id")).values(
+            status=bindparam("new_status"), external_user_id=bindparam("account"), error_code=bindparam("code"),
+            error_message=bindparam("message"), finished_at=now, claim_token=None),
+        [{"item_id": o.item_id, "new_status": o.status, "account": o.external_user_id, "code": o.code,
+          "message": o.message} for o in mine],
+    )
     rows = {r.id: r for r in claim.rows}
-    for outcome in outcomes:
-        result = session.execute(
-            update(TaskItem)
-            .where(TaskItem.id == outcome.item_id, TaskItem.claim_token == claim.token,
-                   TaskItem.status == ItemStatus.PROCESSING)
-            .values(status=outcome.status, external_user_id=outcome.external_user_id, error_code=outcome.code,
-                    error_message=outcome.message, finished_at=now, claim_token=None)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount and outcome.status in (ItemStatus.CREATED, ItemStatus.EXISTING):
-            _upsert_person(session, claim, rows[outcome.item_id], outcome.external_user_id)
+    linked = [(rows[o.item_id], o.external_user_id) for o in mine
+              if o.status in (ItemStatus.CREATED, ItemStatus.EXISTING)]
+    if linked:
+        _record_people(session, claim, linked)
 
 
 _DATE_FIELDS = {"date_of_joining", "date_of_birth"}
 
 
-def _upsert_person(session: Session, claim: Claim, row: ClaimedRow, external_user_id: str | None) -> None:
-    model = PERSON_MODELS[claim.user_type]
-    person = session.scalar(select(model).where(model.email == row.email))
-    if person is not None:
-        if not person.external_user_id:
-            person.external_user_id = external_user_id
-        return
+def _person_values(model: Any, claim: Claim, row: ClaimedRow, external_user_id: str | None) -> dict[str, Any]:
     columns = set(model.__table__.columns.keys())
     values: dict[str, Any] = {k: v for k, v in row.data.items() if k in columns and v not in (None, "")}
     for key in _DATE_FIELDS & values.keys():
         values[key] = date.fromisoformat(str(values[key]))
     values.update(email=row.email, branch_id=claim.branch_id, external_user_id=external_user_id)
     values.setdefault("last_name", "")
+    return values
+
+
+def _record_people(session: Session, claim: Claim, linked: list[tuple[ClaimedRow, str | None]]) -> None:
+    """Insert the local Teacher/Employee/Student records of linked rows; people already recorded keep theirs."""
+    model = PERSON_MODELS[claim.user_type]
+    known = dict(session.execute(
+        select(model.email, model.external_user_id).where(model.email.in_([r.email for r, _ in linked]))
+    ).all())
+    missing_link = [(r.email, acct) for r, acct in linked if r.email in known and not known[r.email] and acct]
+    for email, account in missing_link:
+        session.execute(update(model).where(model.email == email).values(external_user_id=account))
+    new = [_person_values(model, claim, r, acct) for r, acct in linked if r.email not in known]
+    if not new:
+        return
     try:
         with session.begin_nested():
-            session.add(model(**values))
-    except IntegrityError:  # another task linked the same person a moment ago
-        logger.info("person %s already recorded by a concurrent task", row.email)
+            session.execute(insert(model), new)
+    except IntegrityError:  # a concurrent task recorded one of them a moment ago: go one by one
+        for values in new:
+            try:
+                with session.begin_nested():
+                    session.execute(insert(model), [values])
+            except IntegrityError:
+                logger.info("person %s already recorded by a concurrent task", values["email"])
 
 
 def after_batch(ctx: WorkContext, session: Session, task_id: int) -> None:

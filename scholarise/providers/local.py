@@ -10,12 +10,12 @@ import secrets
 import string
 from collections.abc import Sequence
 
-from sqlalchemy import or_, select
+from sqlalchemy import insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from scholarise.db import session_scope
-from scholarise.models import LocalAccount
+from scholarise.models import LocalAccount, utcnow
 from scholarise.providers.base import Account, AlreadyExistsError, NewUser, Pacer, RowRejectedError, no_pacing
 
 _ALPHABET = string.ascii_letters + string.digits
@@ -56,20 +56,22 @@ class LocalProvider:
         email = user.email.strip().lower()
         if "@" not in email:
             raise RowRejectedError("form_param_format_invalid", f"{email!r} must be a valid email address.")
-        row = LocalAccount(
-            id=_new_id(),
-            email=email,
-            external_id=user.external_id,
-            first_name=user.first_name,
-            last_name=user.last_name,
-            private_metadata=dict(user.private_metadata),
-        )
+        values = {
+            "id": _new_id(),
+            "email": email,
+            "external_id": user.external_id,
+            "first_name": user.first_name,
+            "last_name": user.last_name,
+            "private_metadata": dict(user.private_metadata),
+            "created_at": utcnow(),
+        }
         try:
             with session_scope(self._factory) as session:
-                session.add(row)
+                session.execute(insert(LocalAccount), [values])
         except IntegrityError:
             raise AlreadyExistsError("That email address or external id is taken.", params=("email_address",)) from None
-        return _account(row)
+        return Account(id=values["id"], email=email, external_id=user.external_id,
+                       private_metadata=dict(user.private_metadata))
 
     def close(self) -> None:
         """Nothing pooled of its own: the session factory's engine belongs to the caller."""
