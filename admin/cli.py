@@ -110,11 +110,16 @@ def import_command(file: Path, user_type: str, branch: str, priority: int, batch
             err.print("It runs when a worker does: [bold]scholarise serve[/] (embedded) or with --wait.")
         _finish(task_id, as_json, wait=False)
         return
+    worker = None
     if settings.broker == "embedded":
         from actors.embedded import start_worker
 
-        start_worker()
-    _follow(task_id, quiet=as_json)
+        worker = start_worker()
+    try:
+        _follow(task_id, quiet=as_json)
+    finally:
+        if worker is not None:
+            worker.stop()
     _finish(task_id, as_json, wait=True)
 
 
@@ -339,6 +344,15 @@ def _safe_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - only for display
         return "(unparsable URL)"
+
+
+from admin.cli_tokens import register as register_token_commands  # noqa: E402
+
+register_token_commands(main)  # create-token, revoke-token, tokens
+
+from admin.cli_services import register as register_service_commands  # noqa: E402
+
+register_service_commands(main)  # status, restart, clock
 
 
 if __name__ == "__main__":  # pragma: no cover
