@@ -83,10 +83,34 @@ class Settings:
     public_url: str = "http://127.0.0.1:5000"
     templates_dir: Path = PROJECT_ROOT / "templates"
     debug: bool = False
+    # Monitoring: how often probes run, how often each process says it is alive, and when it counts as gone.
+    health_interval: float = 300.0
+    heartbeat_interval: float = 5.0
+    heartbeat_timeout: float = 30.0
+    health_retention_days: float = 7.0
+    startup_delay: float = 1.0
+    # Email: the environment default SMTP server uses Flask-Mail's own names (parsed in scholarise.email_settings).
+    mail_server: str | None = None
+    mail_port: int | None = None
+    mail_use_tls: bool = False
+    mail_use_ssl: bool = False
+    mail_username: str | None = None
+    mail_password: str | None = field(default=None, repr=False)
+    mail_default_sender: str | None = None
+    admin_emails: tuple[str, ...] = ()
+    mail_timeout: float = 15.0
+    mail_ca_file: Path | None = None
+    mail_max_attempts: int = 16
+    mail_retry_min_backoff: float = 15.0
+    mail_retry_max_backoff: float = 3600.0
+    secret_key_fallbacks: tuple[str, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite:///{self.instance_path / 'scholarise.db'}")
+        if self.heartbeat_timeout <= self.heartbeat_interval:
+            raise ConfigError("SCHOLARISE_HEARTBEAT_TIMEOUT must be longer than SCHOLARISE_HEARTBEAT_INTERVAL "
+                              f"(got {self.heartbeat_timeout} s and {self.heartbeat_interval} s).")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, dotenv: Path | None = None) -> Settings:
@@ -139,7 +163,7 @@ class Settings:
         if env.get("CLERK_API_URL"):
             kw["clerk_api_url"] = _check_url("CLERK_API_URL", env["CLERK_API_URL"], ("http://", "https://")).rstrip("/")
         ints = {
-            "SCHOLARISE_PROVIDER_RATE_LIMIT": ("provider_rate_limit", 0, 1_000_000),
+            "SCHOLARISE_PROVIDER_RATE_LIMIT": ("provider_rate_limit", 2, 1_000_000),
             "SCHOLARISE_PROVIDER_MAX_ATTEMPTS": ("provider_max_attempts", 1, 50),
             "SCHOLARISE_BATCH_SIZE": ("batch_size", 1, 500),
             "SCHOLARISE_BATCH_LEASE_SECONDS": ("batch_lease_seconds", 10, 86_400),
@@ -155,6 +179,11 @@ class Settings:
             "SCHOLARISE_PROVIDER_RATE_MARGIN": ("provider_rate_margin", 0.1, 1.0),
             "SCHOLARISE_PROVIDER_TIMEOUT": ("provider_timeout", 0.1, 300.0),
             "SCHOLARISE_PROGRESS_INTERVAL": ("progress_interval", 0.0, 60.0),
+            "SCHOLARISE_HEALTH_INTERVAL": ("health_interval", 1.0, 86_400.0),
+            "SCHOLARISE_HEARTBEAT_INTERVAL": ("heartbeat_interval", 0.1, 600.0),
+            "SCHOLARISE_HEARTBEAT_TIMEOUT": ("heartbeat_timeout", 0.5, 3600.0),
+            "SCHOLARISE_HEALTH_RETENTION_DAYS": ("health_retention_days", 0.01, 3650.0),
+            "SCHOLARISE_STARTUP_DELAY": ("startup_delay", 0.0, 60.0),
         }
         for name, (attr, lowf, highf) in floats.items():
             if env.get(name, "").strip():
@@ -163,6 +192,9 @@ class Settings:
             kw["public_url"] = _check_url("SCHOLARISE_PUBLIC_URL", env["SCHOLARISE_PUBLIC_URL"], ("http://", "https://"))
         if env.get("SCHOLARISE_DEBUG"):
             kw["debug"] = _parse_bool("SCHOLARISE_DEBUG", env["SCHOLARISE_DEBUG"])
+        from scholarise.mail_config import mail_settings_from_env  # MAIL_* and the secret-key fallbacks
+
+        kw.update(mail_settings_from_env(env))
         return cls(**kw)
 
     def replace(self, **changes: Any) -> Settings:
@@ -184,6 +216,11 @@ class Settings:
         if self.clerk_secret_key:
             return CLERK_DEV_LIMIT
         return 0  # the local provider is not paced
+
+    @property
+    def fernet_secret(self) -> str:
+        """The secret stored passwords are encrypted under: SCHOLARISE_SECRET_KEY, else the embedded instance secret."""
+        return self.secret_key or _dev_secret(self.instance_path)
 
     @property
     def outbox_dir(self) -> Path:

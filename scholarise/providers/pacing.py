@@ -38,11 +38,12 @@ def plan_pacing(limit: int, window: float, *, margin: float = 1.0, min_bucket_ms
         min_bucket_ms: smallest bucket, so the limiter does not spin on a shared store.
 
     Raises:
-        ValueError: the limit or window is not positive.
+        ValueError: the window is not positive, or the budget is under 2 calls per window (a
+            bucket limiter cannot promise a single call per rolling window).
     """
-    if limit < 1 or window <= 0:
-        raise ValueError("limit and window must be positive")
-    budget = max(1, math.floor(limit * margin))
+    budget = math.floor(limit * margin)
+    if window <= 0 or budget < 2:
+        raise ValueError(f"cannot pace {limit} calls per {window} s with margin {margin}: need at least 2 per window")
     window_ms = window * 1000
     best: Pacing | None = None
     for per_bucket in range(1, min(budget, 200) + 1):
@@ -56,6 +57,5 @@ def plan_pacing(limit: int, window: float, *, margin: float = 1.0, min_bucket_ms
         candidate = Pacing(per_bucket, bucket_ms)
         if best is None or candidate.rate > best.rate:
             best = candidate
-    if best is None:  # budget of 1 call per window: one call per bucket of a whole window
-        return Pacing(1, math.ceil(window_ms))
+    assert best is not None  # per_bucket == 1 always fits when budget >= 2
     return best
