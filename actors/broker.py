@@ -84,7 +84,7 @@ def build_pacer(settings: Settings) -> Pacer:
 
 
 # Every module that declares actors; configure() imports them all before rebinding.
-ACTOR_MODULES = ("actors.imports",)
+ACTOR_MODULES = ("actors.imports", "actors.health", "actors.notifications")
 
 
 def configure(settings: Settings) -> dramatiq.Broker:
@@ -92,9 +92,17 @@ def configure(settings: Settings) -> dramatiq.Broker:
     for module in ACTOR_MODULES:
         importlib.import_module(module)
     broker = build_broker(settings)
+    if settings.broker != "stub":  # tests on the stub broker drive their workers and opt in explicitly
+        from actors.middleware import WorkerHeartbeats
+
+        broker.add_middleware(WorkerHeartbeats())
     for declared in _declared:
         declared.broker = broker
         broker.declare_actor(declared)
     dramatiq.set_broker(broker)
-    runtime.set_runtime(runtime.Runtime.build(settings, build_pacer(settings)))
+    rt = runtime.Runtime.build(settings, build_pacer(settings))
+    from actors.notifications import notify_on_finish  # outbox row in the finishing transaction, sent after commit
+
+    rt.finish_hooks.append(notify_on_finish)
+    runtime.set_runtime(rt)
     return broker

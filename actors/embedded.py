@@ -56,6 +56,9 @@ def start_worker(threads: int | None = None) -> dramatiq.Worker:
     worker.start()
     released = recover_local_claims()
     rung = ring_all()
-    logger.info("embedded worker started (%d threads); %d rows recovered, %d tasks resumed",
-                threads or rt.settings.worker_threads, released, rung)
+    from actors.notifications import recover_outbox  # the in-process broker lost queued emails on restart
+
+    emails = recover_outbox()
+    logger.info("embedded worker started (%d threads); %d rows recovered, %d tasks resumed, %d emails queued",
+                threads or rt.settings.worker_threads, released, rung, emails)
     return worker

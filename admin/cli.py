@@ -285,7 +285,7 @@ def worker_command(processes: int, threads: int) -> None:
 
     upgrade(settings)
     os.execvp(sys.executable, [sys.executable, "-m", "dramatiq", "actors.worker", "--processes", str(processes),
-                               "--threads", str(threads), "--queues", "imports"])
+                               "--threads", str(threads)])
 
 
 @main.command("serve")
@@ -328,6 +328,9 @@ def demo_command(host: str, port: int, no_serve: bool) -> None:
     err.print(f"[bold]Task #{task_id}: {summary['status']}[/] — {summary['created']} created, "
               f"{summary['existing']} already existed, {summary['failed']} failed, of {summary['total']} rows.")
     err.print(f"Results CSV: scholarise results {task_id} -o results.csv")
+    from admin.cli_users import announce_sign_in
+
+    announce_sign_in(settings, f"http://{host}:{port}")  # makes the first admin if none; password printed once
     if no_serve:
         worker.stop()
         return
@@ -353,6 +356,14 @@ register_token_commands(main)  # create-token, revoke-token, tokens
 from admin.cli_services import register as register_service_commands  # noqa: E402
 
 register_service_commands(main)  # status, restart, clock
+
+from admin.cli_users import register as register_user_commands  # noqa: E402
+
+register_user_commands(main)  # create-admin, users create|list|set-password|disable|enable
+
+from admin.cli_email import email_group  # noqa: E402
+
+main.add_command(email_group)  # email show|set|test|send-test|outbox|resend|rotate-key
 
 
 if __name__ == "__main__":  # pragma: no cover
