@@ -20,11 +20,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["SQLALCHEMY_ENGINES"] = {"default": _engine_options(settings)}
     app.extensions["scholarise_settings"] = settings
 
+    from admin.api import register_api
     from admin.extensions import db
-    from admin.site import build_admin
+    from admin.site import init_site
 
     db.init_app(app)
-    build_admin(app)
+    init_site(app)  # sign-in, CSRF, error pages, the Flask-Admin site
+    register_api(app)  # /api: JSON API for other apps (after the site's error handlers and CSRF)
     return app
 
 

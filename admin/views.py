@@ -1,72 +1,87 @@
-"""Flask-Admin model views: declarative attributes only; actions call services."""
+"""Flask-Admin views: declarative model views, plus ``register_views`` that builds the whole site's menu.
+
+Task views (branch-scoped, open to staff) live in :mod:`admin.task_views`; the custom pages in
+their own modules. Everything here is admins-only and read-only: people come from imports and
+accounts from ``scholarise create-admin`` / ``scholarise users create``.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from flask_admin import Admin
-from flask_admin.contrib.sqla import ModelView
-from markupsafe import Markup, escape
+from flask_admin.contrib.sqla.filters import FilterEqual
+from flask_admin.model import typefmt
 
-from scholarise.models import BackgroundTask, Branch, Employee, Student, TaskExecutionLog, TaskItem, Teacher
+from admin import formatting as fmt
+from admin.auth import SecureModelView
+from admin.email_page import EmailConfigPage
+from admin.feed import TaskFeed
+from admin.import_page import ImportPage
+from admin.services_page import ServicesPage
+from admin.task_views import BackgroundTaskView, TaskExecutionLogView, TaskItemView
+from scholarise.models import (
+    AdminUser,
+    BackgroundTask,
+    Branch,
+    Employee,
+    Role,
+    Student,
+    TaskExecutionLog,
+    TaskItem,
+    Teacher,
+)
 
 
-def _progress(view: Any, context: Any, model: BackgroundTask, name: str) -> Markup:
-    pct = max(0.0, min(100.0, model.progress or 0.0))
-    return Markup(
-        f'<div class="progress" style="min-width:8em" title="{pct:.0f} %">'
-        f'<div class="progress-bar" role="progressbar" style="width:{pct:.0f}%">{pct:.0f} %</div></div>'
-    )
-
-
-def _status(view: Any, context: Any, model: BackgroundTask, name: str) -> Markup:
-    colours = {"COMPLETED": "success", "COMPLETED_WITH_ERRORS": "warning", "FAILED": "danger",
-               "CANCELLED": "secondary", "RUNNING": "primary", "PENDING": "info"}
-    return Markup(f'<span class="badge bg-{colours.get(model.status, "light")}">'
-                  f'{escape(model.status.replace("_", " ").lower())}</span>')
-
-
-class ReadOnlyView(ModelView):
+class ReadOnlyView(SecureModelView):
     can_create = False
     can_edit = False
     can_delete = False
     can_view_details = True
     page_size = 50
-
-
-class BackgroundTaskView(ReadOnlyView):
-    column_list = ("id", "title", "user_type", "branch", "status", "priority", "progress", "created_count",
-                   "existing_count", "failed_count", "total", "created_at", "finished_at")
-    column_labels = {"created_count": "Created", "existing_count": "Existed", "failed_count": "Failed"}
-    column_formatters = {"progress": _progress, "status": _status}
-    column_filters = ("status", "user_type", "priority", "created_at")
-    column_searchable_list = ("title",)
-    column_default_sort = ("created_at", True)
-
-
-class TaskItemView(ReadOnlyView):
-    column_list = ("task_id", "row_number", "email", "status", "external_user_id", "error_code", "error_message")
-    column_filters = ("task_id", "status", "error_code")
-    column_searchable_list = ("email",)
-    column_default_sort = ("row_number", False)
-
-
-class TaskExecutionLogView(ReadOnlyView):
-    column_list = ("task_id", "created_at", "level", "message")
-    column_filters = ("task_id", "level")
-    column_default_sort = ("created_at", True)
+    can_set_page_size = True
+    column_type_formatters = {**typefmt.BASE_FORMATTERS, datetime: fmt.fmt_datetime_type}
+    column_type_formatters_detail = {**typefmt.DETAIL_FORMATTERS, datetime: fmt.fmt_datetime_type}
 
 
 class PersonView(ReadOnlyView):
-    column_list = ("first_name", "last_name", "email", "branch", "external_user_id", "created_at")
+    column_list = ("first_name", "last_name", "email", "branch_id", "external_user_id", "created_at")
+    column_labels = {"branch_id": "Branch #", "external_user_id": "Account id"}
     column_searchable_list = ("first_name", "last_name", "email")
+    column_default_sort = ("created_at", True)
+
+
+class BranchView(ReadOnlyView):
+    column_list = ("id", "name", "created_at")
+    column_searchable_list = ("name",)
+
+
+class AdminUserView(ReadOnlyView):
+    """Accounts of this site. Never lists the password hash."""
+
+    column_list = ("email", "name", "role", "branch", "active", "last_login_at", "created_at")
+    column_details_list = column_list + ("password_changed_at",)
+    column_labels = {"last_login_at": "Last sign-in"}
+    column_filters = (FilterEqual(AdminUser.role, "Role", options=[(r, r.title()) for r in Role.ALL]),)
+    column_searchable_list = ("email", "name")
+    column_default_sort = "email"
 
 
 def register_views(site: Admin, db: Any) -> None:
-    site.add_view(BackgroundTaskView(BackgroundTask, db, name="Tasks", endpoint="tasks"))
-    site.add_view(TaskItemView(TaskItem, db, name="Rows", endpoint="task_items"))
-    site.add_view(TaskExecutionLogView(TaskExecutionLog, db, name="Execution log", endpoint="task_logs"))
+    """Every view and page of the site, in menu order."""
+    site.add_view(BackgroundTaskView(BackgroundTask, db, name="Tasks", endpoint="tasks", url="tasks"))
+    site.add_view(ImportPage(name="Import", endpoint="bulk_import", url="import"))
+    site.add_view(TaskItemView(TaskItem, db, name="Rows", endpoint="task_items", category="Task details"))
+    site.add_view(TaskExecutionLogView(TaskExecutionLog, db, name="Execution log", endpoint="task_logs",
+                                       category="Task details"))
     site.add_view(PersonView(Teacher, db, name="Teachers", endpoint="teachers", category="People"))
     site.add_view(PersonView(Employee, db, name="Employees", endpoint="employees", category="People"))
     site.add_view(PersonView(Student, db, name="Students", endpoint="students", category="People"))
-    site.add_view(ReadOnlyView(Branch, db, name="Branches", endpoint="branches", category="People"))
+    site.add_view(BranchView(Branch, db, name="Branches", endpoint="branches", category="People"))
+    site.add_view(ServicesPage(name="Background services", endpoint="services", category="Settings",
+                               url="/settings/background-services"))
+    site.add_view(EmailConfigPage(name="Email", endpoint="email_config", category="Settings",
+                                  url="/settings/email-config"))
+    site.add_view(AdminUserView(AdminUser, db, name="Accounts", endpoint="accounts", category="Settings"))
+    site.add_view(TaskFeed(name="Task feed", endpoint="task_feed", url="feed"))
