@@ -25,6 +25,16 @@ def create_app(settings: Settings | None = None) -> Flask:
     from admin.site import init_site
 
     db.init_app(app)
+    if settings.database_url.startswith("sqlite"):
+        from scholarise.db import prepare_sqlite
+
+        with app.app_context():
+            prepare_sqlite(db.engine)
+    if settings.trusted_proxies:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = settings.trusted_proxies  # client address for sign-in limits comes from X-Forwarded-For
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     init_site(app)  # sign-in, CSRF, error pages, the Flask-Admin site
     register_api(app)  # /api: JSON API for other apps (after the site's error handlers and CSRF)
     return app

@@ -81,6 +81,7 @@ class Settings:
     max_upload_bytes: int = 10 * 1024 * 1024
     max_rows: int = 100_000
     public_url: str = "http://127.0.0.1:5000"
+    trusted_proxies: int = 0  # reverse proxies in front of the web process (for the client address)
     templates_dir: Path = PROJECT_ROOT / "templates"
     debug: bool = False
     # Monitoring: how often probes run, how often each process says it is alive, and when it counts as gone.
@@ -170,6 +171,7 @@ class Settings:
             "SCHOLARISE_WORKER_THREADS": ("worker_threads", 1, 64),
             "SCHOLARISE_MAX_UPLOAD_BYTES": ("max_upload_bytes", 1024, 1024**3),
             "SCHOLARISE_MAX_ROWS": ("max_rows", 1, 10_000_000),
+            "SCHOLARISE_TRUSTED_PROXIES": ("trusted_proxies", 0, 10),
         }
         for name, (attr, low, high) in ints.items():
             if env.get(name, "").strip():
