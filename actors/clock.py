@@ -202,8 +202,12 @@ def main() -> int:
     from scholarise.errors import ScholariseError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from scholarise.db import upgrade
+
     try:
-        run(Settings.from_env())
+        settings = Settings.from_env()
+        upgrade(settings)  # idempotent and locked (every process of a deployment does this at start)
+        run(settings)
     except ScholariseError as exc:
         print(f"clock: {exc}", file=sys.stderr)
         return 1

@@ -39,6 +39,9 @@ def recover_work() -> None:
     recover_now(runtime.current().settings)
 
 
+OUTBOX_OVERDUE_SECONDS = 120
+
+
 def recover_now(settings: Settings) -> dict[str, Any]:
     """One recovery pass, committed, then the doorbells; returns the report as a dict."""
     with session_scope(runtime.current().session_factory) as session:
@@ -48,7 +51,10 @@ def recover_now(settings: Settings) -> dict[str, Any]:
     if report.changed:
         logger.warning("recovery: released %d rows of lost workers %s; rang tasks %s", report.released_rows,
                        report.lost_workers + report.reused_ids, report.ring)
-    return report.to_dict()
+    # An email whose message was lost (broker restart, crash between commit and enqueue) is due again.
+    from actors.notifications import enqueue_due
+
+    return {**report.to_dict(), "emails_requeued": enqueue_due(OUTBOX_OVERDUE_SECONDS)}
 
 
 def probe_once(settings: Settings, *, slot: int | None, trigger: str) -> int | None:

@@ -8,5 +8,8 @@ from __future__ import annotations
 
 from actors.broker import configure
 from scholarise.config import Settings
+from scholarise.db import upgrade
 
-broker = configure(Settings.from_env())
+settings = Settings.from_env()
+upgrade(settings)  # idempotent and locked: safe when every process of a deployment starts at once
+broker = configure(settings)

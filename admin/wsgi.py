@@ -17,6 +17,7 @@ from werkzeug.serving import is_running_from_reloader
 from actors.startup import schedule_startup
 from admin import create_app
 from scholarise.config import Settings
+from scholarise.db import upgrade
 
 
 def serves_requests() -> bool:
@@ -28,6 +29,7 @@ if not logging.getLogger().handlers:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s")
 
 settings = Settings.from_env()
+upgrade(settings)  # idempotent and locked, so no separate release step is needed
 app = create_app(settings)
 
 if "gunicorn" not in sys.modules:

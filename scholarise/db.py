@@ -84,9 +84,24 @@ def alembic_config(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 def upgrade(settings: Settings, revision: str = "head") -> None:
-    """Bring the schema up to ``revision`` (idempotent; safe to run at every start)."""
+    """Bring the schema up to ``revision``: idempotent, and safe when several processes start at once.
+
+    Every process of a deployment (web, worker, clock) calls this at start, so no separate release
+    step is needed (``honcho start`` stops everything when a one-shot process exits). Concurrent
+    callers queue on a lock: a PostgreSQL advisory lock (taken in ``migrations/env.py``) or, for
+    SQLite, a file lock beside the database; the second one then finds nothing to do.
+    """
     from alembic import command
 
-    if settings.database_url.startswith("sqlite"):
-        settings.instance_path.mkdir(parents=True, exist_ok=True)
-    command.upgrade(alembic_config(settings), revision)
+    if not settings.database_url.startswith("sqlite"):
+        command.upgrade(alembic_config(settings), revision)
+        return
+    import fcntl
+
+    settings.instance_path.mkdir(parents=True, exist_ok=True)
+    with open(settings.instance_path / "migrate.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            command.upgrade(alembic_config(settings), revision)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

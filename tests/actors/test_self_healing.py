@@ -45,14 +45,6 @@ class Deployment:
     clerk: FakeClerk
 
 
-@pytest.fixture(autouse=True)
-def prompt_fake_clerk(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Answer in one TCP segment: with Nagle on, the body waits for a delayed ACK (~40 ms a request)."""
-    from tests.support import fake_clerk
-
-    monkeypatch.setattr(fake_clerk._Handler, "disable_nagle_algorithm", True, raising=False)
-
-
 @pytest.fixture
 def deployment(tmp_path: Path) -> Iterator[Deployment]:
     redis_url = services.require("redis", services.redis_url())

@@ -45,6 +45,7 @@ class _Handler(BaseHTTPRequestHandler):
     """Reads the request, asks :class:`FakeClerk` what to answer, then answers, waits or hangs up."""
 
     protocol_version = "HTTP/1.1"  # keep-alive, so the client's connection pool is exercised
+    disable_nagle_algorithm = True  # answer at once, not after the 40 ms delayed-ACK wait
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet test output
