@@ -26,7 +26,7 @@ test: .venv
 	scripts/with-test-services.sh $(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: .venv
-	$(VENV)/bin/python bench/run_all.py
+	scripts/with-test-services.sh $(VENV)/bin/python bench/run_all.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis

@@ -24,11 +24,18 @@ from actors.api import (
     wait_for_task,
 )
 from actors.broker import configure
+from actors.health import recover_work, run_health_probe
 from actors.imports import process_batch, ring
+from actors.notifications import send_email
+from actors.services import get_service_status, initialize, restart_services, shutdown
 
 __all__ = [
-    # Setup
+    # Setup and services
     "configure",
+    "get_service_status",
+    "initialize",
+    "restart_services",
+    "shutdown",
     # Python API
     "cancel_task",
     "create_bulk_task",
@@ -39,5 +46,8 @@ __all__ = [
     "wait_for_task",
     # Actors
     "process_batch",
+    "recover_work",
     "ring",
+    "run_health_probe",
+    "send_email",
 ]

@@ -108,7 +108,21 @@ class Text(fields.String):
             value = str(value)
         elif isinstance(value, float) and value.is_integer():
             value = str(int(value))
-        return super()._deserialize(value, attr, data, **kwargs).strip()
+        text = super()._deserialize(value, attr, data, **kwargs).strip()
+        if "\x00" in text or not _encodable(text):
+            label = FIELD_LABELS.get(attr or "", attr or "a value")
+            raise ValidationError(f"{label}: contains a character that cannot be stored (a NUL byte or a broken "
+                                  "character); save the file again as CSV UTF-8")
+        return text
+
+
+def _encodable(text: str) -> bool:
+    """False for lone surrogates (a broken UTF-16 pair), which no database can store."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class EmailAddress(Text):

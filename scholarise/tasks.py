@@ -204,14 +204,23 @@ def _resolve_branch(session: Session, payload: Mapping[str, Any]) -> Branch:
     return get_or_create_branch(session, str(payload.get("branch") or payload.get("branchId") or ""))
 
 
+def _storable(value: Any) -> Any:
+    """Invalid rows are kept as written, minus what no database can store (NUL, lone surrogates)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    return value
+
+
 def _item_values(task_id: int, rows: Iterable[ParsedRow]) -> Iterator[dict[str, Any]]:
     for row in rows:
         invalid = bool(row.errors)
         yield {
             "task_id": task_id,
             "row_number": row.line,
-            "email": row.email,
-            "data": row.data,
+            "email": _storable(row.email)[:254] if row.email else None,
+            "data": _storable(row.data) if invalid else row.data,
             "status": ItemStatus.FAILED if invalid else ItemStatus.PENDING,
             "error_code": "invalid_row" if invalid else None,
             "error_message": "; ".join(row.errors) if invalid else None,

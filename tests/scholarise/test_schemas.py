@@ -190,3 +190,11 @@ def test_match_columns_ignores_other_types_columns_and_explains_gaps() -> None:
     assert "separate first name and last name columns" in message
     with pytest.raises(InputError, match="The columns 'Email' and 'E-mail' both mean email"):
         match_columns("teacher", ["First Name", "Email", "E-mail"])
+
+
+def test_characters_no_database_can_store_are_refused_with_the_field_named():
+    from scholarise.schemas import validate_row
+
+    for bad in ("Ada\x00", "Ada\ud800"):
+        data, errors = validate_row("teacher", {"first_name": bad, "email": "ada@example.org"})
+        assert data == {} and errors and errors[0].startswith("first name: contains a character that cannot be stored")

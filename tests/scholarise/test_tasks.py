@@ -137,3 +137,10 @@ def test_results_csv_lists_every_row_safely(session):
 def test_external_ids_are_stable_per_email():
     assert tasks.external_id_for(" Ada@Example.org") == tasks.external_id_for("ada@example.org")
     assert tasks.external_id_for("a@example.org") != tasks.external_id_for("b@example.org")
+
+
+def test_rows_with_unstorable_characters_fail_and_are_kept_readable(session):
+    task = make_task(session, items=[{"first_name": "Ada\x00", "last_name": "L\ud800", "email": "a\x00@example.org"}])
+    item = tasks.failed_items(session, task.id)[0]
+    assert "cannot be stored" in item.error_message
+    assert "\x00" not in item.email and "\x00" not in item.data["first_name"]
