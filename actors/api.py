@@ -74,7 +74,7 @@ def retry_failed_rows(task_id: int, *, by: str | None = None) -> int:
 
 def resume_task(task_id: int) -> int:
     """Release rows held by a stopped worker and ring again; returns how many rows were released."""
-    from scholarise.processing import resume_task as release
+    from scholarise.claims import resume_task as release
 
     with session_scope(runtime.current().session_factory) as session:
         count = release(session, task_id)

@@ -10,7 +10,7 @@ import dramatiq
 
 from actors import runtime
 from actors.imports import ring
-from scholarise import processing
+from scholarise import claims, processing
 from scholarise.db import session_scope
 
 logger = logging.getLogger(__name__)
@@ -31,11 +31,11 @@ def recover_local_claims() -> int:
     host = socket.gethostname()
     with session_scope(runtime.current().session_factory) as session:
         dead = []
-        for holder in processing.claim_holders(session):
+        for holder in claims.claim_holders(session):
             name, _, pid = (holder or "").rpartition(":")
             if name == host and pid.isdigit() and not _pid_alive(int(pid)):
                 dead.append(holder)
-        return processing.release_claims(session, dead, why="its process is no longer running")
+        return claims.release_claims(session, dead, why="its process is no longer running")
 
 
 def ring_all() -> int:

@@ -26,7 +26,7 @@ import dramatiq
 from dramatiq.middleware import Middleware
 
 from actors import heartbeat, runtime
-from scholarise import processing
+from scholarise import claims, processing
 from scholarise.db import session_scope
 from scholarise.models import ProcessRole
 
@@ -76,7 +76,7 @@ def release_own_claims(worker_id: str) -> int:
     try:
         with session_scope(runtime.current().session_factory) as session:
             tasks = processing.tasks_with_work(session)
-            count = processing.release_claims(session, [worker_id],
+            count = claims.release_claims(session, [worker_id],
                                               why="the worker shut down before its batch finished")
     except Exception as exc:  # noqa: BLE001 - recovery releases them after the heartbeat timeout
         logger.warning("could not hand back the rows of %s on shutdown: %s", worker_id, exc)

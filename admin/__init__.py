@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         from scholarise.db import prepare_sqlite
 
         with app.app_context():
-            prepare_sqlite(db.engine)
+            prepare_sqlite(db.engine, immediate=False)
     if settings.trusted_proxies:
         from werkzeug.middleware.proxy_fix import ProxyFix
 

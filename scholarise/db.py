@@ -30,12 +30,14 @@ def make_engine(settings: Settings) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
-def prepare_sqlite(engine: Engine) -> None:
-    """WAL, foreign keys, a busy timeout, and ``BEGIN IMMEDIATE`` for every transaction.
+def prepare_sqlite(engine: Engine, *, immediate: bool = True) -> None:
+    """WAL, foreign keys, a busy timeout and, with ``immediate``, ``BEGIN IMMEDIATE`` for every transaction.
 
     SQLite allows one writer at a time; a deferred transaction that reads and then writes can fail
     at once with "database is locked" when another writer got in between, whatever the timeout.
-    Taking the write lock at BEGIN makes writers queue instead (the web app's engine uses it too).
+    Taking the write lock at BEGIN makes writers queue instead. The web app's engine does not: a
+    request reads through it while calling services that write through the services' own engine,
+    and an immediate transaction held by the request would block those writes until it ends.
     """
 
     @event.listens_for(engine, "connect")
@@ -51,7 +53,7 @@ def prepare_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
-from scholarise import processing
+from scholarise import claims
 from scholarise import tasks as task_service
 from scholarise.heartbeats import state_of
 from scholarise.models import (
@@ -75,7 +75,7 @@ def recover(session: Session, *, heartbeat_timeout: float, stalled_after: float 
     stalled_after = stalled_after if stalled_after is not None else stalled_after_default(heartbeat_timeout)
     report = RecoveryReport(checked_at=now.isoformat())
     rung: set[int] = set()
-    holders = [h for h in processing.claim_holders(session) if h]
+    holders = [h for h in claims.claim_holders(session) if h]
     beats = {b.id: b for b in session.scalars(select(WorkerHeartbeat).where(WorkerHeartbeat.id.in_(holders)))}
     for worker_id in holders:
         beat = beats.get(worker_id)
@@ -87,7 +87,7 @@ def recover(session: Session, *, heartbeat_timeout: float, stalled_after: float 
             why = (f"it shut down at {beat.stopped_at:%H:%M:%S} UTC before finishing its batch" if state == "stopped"
                    else f"its last heartbeat was {(now - beat.last_seen).total_seconds():.0f} s ago "
                         f"(timeout {heartbeat_timeout:g} s)")
-            report.released_rows += processing.release_claims(session, [worker_id], why=why)
+            report.released_rows += claims.release_claims(session, [worker_id], why=why)
             report.lost_workers.append(worker_id)
             rung.update(tasks)
         else:

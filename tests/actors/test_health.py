@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from actors import heartbeat, runtime
 from actors.health import probe_once, recover_work, run_health_probe
 from actors.middleware import WorkerHeartbeats
-from scholarise import heartbeats, processing, tasks
+from scholarise import claims, heartbeats, tasks
 from scholarise.db import session_scope
 from scholarise.models import (
     BackgroundTask,
@@ -73,7 +73,7 @@ def test_a_slot_enqueued_by_two_clocks_runs_one_probe(broker, worker):
 def test_a_probe_run_recovers_a_lost_workers_batch_and_the_task_completes(broker, worker):
     task_id = submit(25)
     with session_scope(factory()) as session:
-        processing.claim_batch(session, worker_id="dead-host:99", batch_size=10, lease_seconds=3600)
+        claims.claim_batch(session, worker_id="dead-host:99", batch_size=10, lease_seconds=3600)
         heartbeats.beat(session, heartbeats.Identity("dead-host", 99, utcnow()), roles=["worker"],
                         now=utcnow() - timedelta(minutes=5))
     run_id = probe_once(runtime.current().settings, slot=None, trigger="manual")
@@ -117,7 +117,7 @@ def test_rows_a_worker_still_holds_when_it_stops_are_handed_back(broker):
     worker.start()
     task_id = submit(12)
     with session_scope(factory()) as session:  # a batch that outlived the shutdown timeout
-        processing.claim_batch(session, worker_id=heartbeat.current().worker_id, batch_size=10, lease_seconds=3600)
+        claims.claim_batch(session, worker_id=heartbeat.current().worker_id, batch_size=10, lease_seconds=3600)
     worker.stop()
     assert count(TaskItem, TaskItem.status == ItemStatus.PROCESSING) == 0
     with session_scope(factory()) as session:

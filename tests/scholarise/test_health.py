@@ -140,10 +140,10 @@ def test_process_states_read_alive_stopping_lost_and_stopped(session):
 
 
 def test_a_heartbeat_shows_the_batch_its_worker_holds(session):
-    from scholarise import processing
+    from scholarise import claims
 
     task_id = submit(session, 15)
-    processing.claim_batch(session, worker_id="h:7", batch_size=10, lease_seconds=300)
+    claims.claim_batch(session, worker_id="h:7", batch_size=10, lease_seconds=300)
     register(session, "h:7", ["worker"])
     row = session.get(WorkerHeartbeat, "h:7")
     assert (row.current_task_id, row.current_batch) == (task_id, f"#{task_id} rows 1-10")

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event, func, select, update
 
-from scholarise import processing, tasks
+from scholarise import claims, processing, tasks
 from scholarise.config import Settings
 from scholarise.db import make_engine, make_session_factory, session_scope, upgrade
 from scholarise.models import (
@@ -94,8 +94,8 @@ def test_the_most_urgent_task_is_claimed_first_then_the_oldest(ctx):
     low = [submit(ctx, people(5, i * 5), priority=10, title=f"low {i}") for i in range(3)]
     urgent = submit(ctx, people(5, 100), priority=1, title="urgent")
     with session_scope(ctx.session_factory) as session:
-        first = processing.claim_batch(session, worker_id="w", batch_size=10, lease_seconds=60)
-        second = processing.claim_batch(session, worker_id="w", batch_size=10, lease_seconds=60)
+        first = claims.claim_batch(session, worker_id="w", batch_size=10, lease_seconds=60)
+        second = claims.claim_batch(session, worker_id="w", batch_size=10, lease_seconds=60)
     assert (first.task_id, second.task_id) == (urgent, low[0])
 
 
@@ -113,13 +113,13 @@ def test_rows_of_a_killed_worker_are_resumed_and_created_exactly_once(ctx):
     task_id = submit(ctx, people(20))
     # A worker claims a batch, creates half its accounts, and dies before committing anything.
     with session_scope(ctx.session_factory) as session:
-        claim = processing.claim_batch(session, worker_id="dead-host:999", batch_size=10, lease_seconds=600)
+        claim = claims.claim_batch(session, worker_id="dead-host:999", batch_size=10, lease_seconds=600)
     for row in claim.rows[:5]:
         processing._create(ctx, claim, row, tasks.external_id_for(row.email))
     run_all(ctx)  # the other batch is done; the dead worker's rows are still claimed
     assert task_of(ctx, task_id).status == TaskStatus.RUNNING
     with session_scope(ctx.session_factory) as session:
-        assert processing.resume_task(session, task_id) == 10
+        assert claims.resume_task(session, task_id) == 10
     run_all(ctx)
     task = task_of(ctx, task_id)
     assert (task.status, task.created_count, task.existing_count) == (TaskStatus.COMPLETED, 20, 0)
@@ -132,7 +132,7 @@ def test_rows_of_a_killed_worker_are_resumed_and_created_exactly_once(ctx):
 def test_an_expired_claim_is_taken_over_without_anyone_resuming_it(ctx):
     task_id = submit(ctx, people(5))
     with session_scope(ctx.session_factory) as session:
-        processing.claim_batch(session, worker_id="gone:1", batch_size=10, lease_seconds=600)
+        claims.claim_batch(session, worker_id="gone:1", batch_size=10, lease_seconds=600)
     assert not processing.process_next_batch(ctx).more_work  # still leased
     ctx.settings = ctx.settings.replace(batch_lease_seconds=10)
     with session_scope(ctx.session_factory) as session:
@@ -171,7 +171,7 @@ def test_concurrent_workers_never_claim_the_same_row(ctx):
         try:
             while True:
                 with session_scope(ctx.session_factory) as session:
-                    claim = processing.claim_batch(session, worker_id=threading.current_thread().name,
+                    claim = claims.claim_batch(session, worker_id=threading.current_thread().name,
                                                    batch_size=7, lease_seconds=600)
                 if claim is None:
                     return

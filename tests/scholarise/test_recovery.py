@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from scholarise import heartbeats, processing, recovery, tasks
+from scholarise import claims, heartbeats, recovery, tasks
 from scholarise.config import Settings
 from scholarise.db import make_engine, make_session_factory, session_scope, upgrade
 from scholarise.models import BackgroundTask, ItemStatus, TaskExecutionLog, TaskItem, utcnow
@@ -32,9 +32,9 @@ def submit(factory: sessionmaker[Session], n: int = 25) -> int:
                                       {"type": "teacher", "branch": "Main", "items": items}).id
 
 
-def claim(factory: sessionmaker[Session], worker_id: str, *, at: datetime | None = None) -> processing.Claim:
+def claim(factory: sessionmaker[Session], worker_id: str, *, at: datetime | None = None) -> claims.Claim:
     with session_scope(factory) as session:
-        found = processing.claim_batch(session, worker_id=worker_id, batch_size=10, lease_seconds=300, now=at)
+        found = claims.claim_batch(session, worker_id=worker_id, batch_size=10, lease_seconds=300, now=at)
         assert found is not None
         return found
 
