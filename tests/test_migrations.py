@@ -21,19 +21,14 @@ def test_migrations_match_the_models(any_db_settings: Settings) -> None:
 
 
 def test_processes_starting_together_can_all_upgrade(any_db_settings: Settings) -> None:
-    import threading
+    """web, worker and clock each upgrade at start; started together they queue on a lock."""
+    import os
+    import subprocess
+    import sys
 
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            upgrade(any_db_settings)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    env = {**os.environ, "DATABASE_URL": any_db_settings.database_url,
+           "SCHOLARISE_INSTANCE_PATH": str(any_db_settings.instance_path)}
+    code = "from scholarise.config import Settings; from scholarise.db import upgrade; upgrade(Settings.from_env())"
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE) for _ in range(3)]
+    results = [(p.wait(timeout=120), p.stderr.read().decode()) for p in procs]
+    assert [rc for rc, _ in results] == [0, 0, 0], [err[-500:] for _, err in results]
