@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
+import time
 
 import dramatiq
 
@@ -48,11 +50,52 @@ def ring_all() -> int:
     return len(ids)
 
 
+WATCH_INTERVAL = 2.0
+RING_AGAIN_AFTER = 10.0
+
+
+class EmbeddedWorker(dramatiq.Worker):
+    """Dramatiq's worker plus a watcher for tasks queued by other processes.
+
+    The in-process broker only hears doorbells rung in this process. A task created by the CLI
+    (or retried from it) while the site runs was rung into the CLI's own broker, so every
+    ``WATCH_INTERVAL`` seconds this process rings, once per ``RING_AGAIN_AFTER``, for each waiting task.
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._watch_stop = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="scholarise-pending-watcher", daemon=True)
+
+    def start(self) -> None:
+        super().start()
+        self._watcher.start()
+
+    def stop(self, timeout: int = 600_000) -> None:
+        self._watch_stop.set()
+        super().stop(timeout)
+
+    def _watch(self) -> None:
+        rung_at: dict[int, float] = {}
+        while not self._watch_stop.wait(WATCH_INTERVAL):
+            try:
+                with session_scope(runtime.current().session_factory) as session:
+                    waiting = processing.waiting_tasks(session)
+            except Exception:  # noqa: BLE001 - a busy or restarting database; try again next time
+                logger.debug("pending watcher could not read the database", exc_info=True)
+                continue
+            now = time.monotonic()
+            for task_id in waiting:
+                if now - rung_at.get(task_id, -RING_AGAIN_AFTER) >= RING_AGAIN_AFTER:
+                    rung_at[task_id] = now
+                    ring(task_id, runtime.current().settings.worker_threads)
+
+
 def start_worker(threads: int | None = None) -> dramatiq.Worker:
     """Start in-process worker threads on the configured broker and pick up work left by a previous run."""
     rt = runtime.current()
-    worker = dramatiq.Worker(dramatiq.get_broker(), worker_threads=threads or rt.settings.worker_threads,
-                             worker_timeout=100)
+    worker = EmbeddedWorker(dramatiq.get_broker(), worker_threads=threads or rt.settings.worker_threads,
+                            worker_timeout=100)
     worker.start()
     released = recover_local_claims()
     rung = ring_all()

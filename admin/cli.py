@@ -1,7 +1,8 @@
 """The ``scholarise`` command line: import files, follow tasks, run the processes.
 
 Commands call ``actors`` and ``scholarise`` services; none contains a business rule.
-Exit codes: 0 success, 1 bad input or a failed task, 2 a task that completed with errors.
+Exit codes: 0 success, 1 bad input or a failed task, 2 a task that completed with errors (or, with
+--dry-run, a file with rows that would fail).
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def import_command(file: Path, user_type: str, branch: str, priority: int, batch
                 report = build_report(csv_file)
                 report.encoding, report.encoding_source = csv_file.encoding, csv_file.encoding_source
                 _print_report(report, as_json)
-                return
+                sys.exit(2 if report.invalid else 0)  # like --wait: 2 means some rows would fail
             prepare(settings)
             import actors
 
@@ -107,7 +108,8 @@ def import_command(file: Path, user_type: str, branch: str, priority: int, batch
     err.print(f"Task #{task_id} created.")
     if not wait:
         if settings.broker == "embedded":
-            err.print("It runs when a worker does: [bold]scholarise serve[/] (embedded) or with --wait.")
+            err.print("A running [bold]scholarise serve[/] (or make run) starts it within a few seconds; "
+                      "otherwise it starts with the next serve, or use --wait.")
         _finish(task_id, as_json, wait=False)
         return
     worker = None

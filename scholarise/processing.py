@@ -386,3 +386,11 @@ def tasks_with_work(session: Session) -> list[int]:
     ))
 
 
+
+
+def waiting_tasks(session: Session) -> list[int]:
+    """Ids of PENDING tasks (not started yet, or retried), most urgent first."""
+    return list(session.scalars(
+        select(BackgroundTask.id).where(BackgroundTask.status == TaskStatus.PENDING)
+        .order_by(BackgroundTask.priority, BackgroundTask.created_at)
+    ))

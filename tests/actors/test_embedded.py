@@ -32,3 +32,18 @@ def test_a_restarted_process_finishes_tasks_whose_messages_were_lost(broker):
     finally:
         worker.stop()
     assert (summary["status"], summary["created"]) == (TaskStatus.COMPLETED, 25)
+
+
+def test_a_task_queued_by_another_process_is_started_by_the_running_worker(broker):
+    from scholarise import tasks
+
+    worker = start_worker(threads=2)
+    try:
+        # another process (the CLI) stores a task; its doorbell rang in that process's own broker
+        with session_scope(runtime.current().session_factory) as session:
+            task_id = tasks.create_bulk_task(session, "BULK_USER_CREATION", "From the CLI", "", {
+                "type": "teacher", "branch": "Main", "items": people(12)}).id
+        summary = actors.wait_for_task(task_id, timeout=30, poll=0.1)
+    finally:
+        worker.stop()
+    assert (summary["status"], summary["created"]) == (TaskStatus.COMPLETED, 12)

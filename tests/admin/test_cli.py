@@ -82,6 +82,7 @@ def test_dry_run_reports_and_creates_nothing(cli, tmp_path):
     result = cli("import", str(DEMO / "teachers_with_errors.csv"), "--type", "teacher", "--branch", "N",
                  "--dry-run", "--json")
     report = json.loads(result.stdout)
+    assert result.exit_code == 2  # some rows would fail
     assert (report["total"], report["valid"], report["invalid"]) == (40, 36, 4)
     assert counts(tmp_path) == (0, 0)
 
