@@ -163,8 +163,12 @@ def announce_sign_in(settings: Any, url: str) -> None:
                   "(scholarise users set-password EMAIL resets a password).")
         return
     email, password = created
-    err.print(f"[bold]Sign in at {url}/login as {email} with the password {password}[/] "
-              "(shown only this once; change it with `scholarise users set-password`).", highlight=False)
+    # One line each, never wrapped, so the password and the URL can be copied whole.
+    err.print(f"[bold]Sign in at {url}/login[/]", soft_wrap=True, highlight=False)
+    err.print(f"  email:    {email}", soft_wrap=True, highlight=False)
+    err.print(f"  password: {password}", soft_wrap=True, highlight=False)
+    err.print("  (shown only this once; change it with: scholarise users set-password EMAIL)", soft_wrap=True,
+              highlight=False)
 
 
 def register(group: click.Group) -> None:
