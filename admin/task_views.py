@@ -33,6 +33,7 @@ from admin.auth import (
 from admin.extensions import db
 from admin.navigation import safe_next
 from scholarise import activity
+from scholarise import tasks as task_service
 from scholarise.errors import ScholariseError
 from scholarise.models import BackgroundTask, Branch, TaskExecutionLog, TaskItem, TaskStatus
 from scholarise.schemas import USER_TYPES
@@ -136,7 +137,7 @@ class BackgroundTaskView(ScopedView):
         return self.render(self.details_template, task=task, rows=rows, matching=matching, row_filter=status,
                            page=page, pages=max(1, -(-matching // ROWS_PER_PAGE)), per_page=ROWS_PER_PAGE,
                            log=activity.task_log(db.session, task.id), can_delete=can_delete_task(self.user, task),
-                           retryable=task.status in TaskStatus.FINISHED and task.failed_count > 0,
+                           retryable=task_service.retryable_count(db.session, task.id) > 0,
                            options=task.options or {})
 
     @expose("/<int:task_id>/status.json")

@@ -311,6 +311,23 @@ def cancel_task(session: Session, task_id: int, *, by: str | None = None) -> Bac
     return task
 
 
+def _retryable(task_id: int) -> Any:
+    """Failed provider rows and cancelled rows; not rows that failed validation (they would fail again)."""
+    return (
+        (TaskItem.task_id == task_id)
+        & TaskItem.status.in_([ItemStatus.FAILED, ItemStatus.CANCELLED])
+        & (func.coalesce(TaskItem.error_code, "") != "invalid_row")
+    )
+
+
+def retryable_count(session: Session, task_id: int) -> int:
+    """How many rows "retry failed rows" would queue again (0 while the task is still active)."""
+    task = session.get(BackgroundTask, task_id)
+    if task is None or task.status not in TaskStatus.FINISHED:
+        return 0
+    return session.scalar(select(func.count()).select_from(TaskItem).where(_retryable(task_id))) or 0
+
+
 def retry_failed_rows(session: Session, task_id: int, *, by: str | None = None) -> int:
     """Put a finished task's failed provider rows (and cancelled rows) back to pending.
 
@@ -326,13 +343,8 @@ def retry_failed_rows(session: Session, task_id: int, *, by: str | None = None) 
     task = get_task(session, task_id)
     if task.status not in TaskStatus.FINISHED:
         raise InvalidTransitionError(f"Task #{task_id} is still {task.status.lower()}; retry once it has finished.")
-    retryable = (
-        (TaskItem.task_id == task_id)
-        & TaskItem.status.in_([ItemStatus.FAILED, ItemStatus.CANCELLED])
-        & (func.coalesce(TaskItem.error_code, "") != "invalid_row")
-    )
     result = session.execute(
-        update(TaskItem).where(retryable).values(
+        update(TaskItem).where(_retryable(task_id)).values(
             status=ItemStatus.PENDING, error_code=None, error_message=None, claim_token=None, finished_at=None
         )
     )

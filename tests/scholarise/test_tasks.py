@@ -144,3 +144,10 @@ def test_rows_with_unstorable_characters_fail_and_are_kept_readable(session):
     item = tasks.failed_items(session, task.id)[0]
     assert "cannot be stored" in item.error_message
     assert "\x00" not in item.email and "\x00" not in item.data["first_name"]
+
+
+def test_only_rows_that_can_succeed_again_count_as_retryable(session):
+    task = make_task(session)  # 2 valid rows, 2 invalid
+    assert tasks.retryable_count(session, task.id) == 0  # still pending
+    tasks.cancel_task(session, task.id)
+    assert tasks.retryable_count(session, task.id) == 2  # the cancelled ones, not the invalid ones
