@@ -74,6 +74,9 @@ class EmbeddedWorker(dramatiq.Worker):
     def stop(self, timeout: int = 600_000) -> None:
         self._watch_stop.set()
         super().stop(timeout)
+        # Dramatiq's Worker registers a middleware on the broker that points back at the worker and is
+        # never removed; drop ours so a restarted embedded worker does not stack them up.
+        self.broker.middleware[:] = [m for m in self.broker.middleware if getattr(m, "worker", None) is not self]
 
     def _watch(self) -> None:
         rung_at: dict[int, float] = {}

@@ -47,3 +47,10 @@ def test_a_task_queued_by_another_process_is_started_by_the_running_worker(broke
     finally:
         worker.stop()
     assert (summary["status"], summary["created"]) == (TaskStatus.COMPLETED, 12)
+
+
+def test_restarting_the_embedded_worker_does_not_stack_middleware(broker):
+    before = len(broker.middleware)
+    for _ in range(3):
+        start_worker(threads=1).stop()
+    assert len(broker.middleware) == before
