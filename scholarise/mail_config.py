@@ -136,8 +136,7 @@ def mail_settings_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     admins = split_addresses(env.get("SCHOLARISE_ADMIN_EMAILS", ""))
     bad = [a for a in admins if not is_address(a)]
     if bad:
-        raise ConfigError(f"SCHOLARISE_ADMIN_EMAILS: {', '.join(map(repr, bad))} is not an email address "
-                          "(separate addresses with commas).")
+        raise ConfigError(f"SCHOLARISE_ADMIN_EMAILS: {not_addresses(bad)} (separate addresses with commas).")
     kw["admin_emails"] = tuple(unique_addresses(admins))
     numbers = {
         "SCHOLARISE_MAIL_TIMEOUT": ("mail_timeout", float, 0.5, 300.0),
@@ -160,3 +159,9 @@ def mail_settings_from_env(env: Mapping[str, str]) -> dict[str, Any]:
         raise ConfigError("SCHOLARISE_SECRET_KEY_FALLBACKS: every key must be at least 16 characters long.")
     kw["secret_key_fallbacks"] = fallbacks
     return kw
+
+
+def not_addresses(bad: list[str]) -> str:
+    """``'x' is not an email address`` / ``'x', 'y' are not email addresses``."""
+    listed = ", ".join(map(repr, bad))
+    return f"{listed} is not an email address" if len(bad) == 1 else f"{listed} are not email addresses"

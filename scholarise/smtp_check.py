@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from scholarise.crypto import DecryptionError
 from scholarise.email_settings import SmtpTransport, resolve_preferences, resolve_transport
 from scholarise.errors import InputError, ScholariseError
-from scholarise.mail_config import is_address, split_addresses
+from scholarise.mail_config import is_address, not_addresses, split_addresses
 from scholarise.models import Branch, Security
 from scholarise.notifications import render_test_email, to_mime
 
@@ -280,7 +280,7 @@ def send_test_email(session: Session, *, branch_id: int | None, settings: Settin
         raise InputError("Nobody to send the test email to: give an address, or configure admin recipients.")
     bad = [r for r in recipients if not is_address(r)]
     if bad:
-        raise InputError(f"{', '.join(map(repr, bad))} is not an email address.")
+        raise InputError(f"{not_addresses(bad)}.")
     found = _transport_or_result(session, branch_id, settings)
     if isinstance(found, CheckResult):
         return found
