@@ -106,8 +106,10 @@ def main() -> int:
     print(f"status                    : {summary['status']} ({summary['created']} created, {summary['failed']} failed)")
     print(f"validate + store rows     : {t1 - t0:.1f} s ({args.rows / (t1 - t0):.0f} rows/s)")
     print(f"process                   : {seconds:.1f} s ({args.rows / seconds:.0f} rows/s)")
-    print(f"RSS at start / peak       : {base:.0f} MB / {max(peak_sampled):.0f} MB (ru_maxrss {rss_mb():.0f} MB; goal < 300)")
-    print(f"progress writes           : {len(progress_writes)} in {seconds:.0f} s = {len(progress_writes) / seconds:.2f}/s; "
+    print(f"RSS at start / peak       : {base:.0f} MB / {max(peak_sampled):.0f} MB "
+          f"(ru_maxrss {rss_mb():.0f} MB; goal < 300)")
+    print(f"progress writes           : {len(progress_writes)} in {seconds:.0f} s = "
+          f"{len(progress_writes) / seconds:.2f}/s; "
           f"busiest second {max(per_second)} (goal ≤ 1/s)")
     return 0 if summary["status"] == TaskStatus.COMPLETED else 1
 

@@ -189,7 +189,8 @@ def _with_retries(ctx: WorkContext, call: Callable[[], T], what: str, *,
                 delay = max(0.05, float(exc.retry_after))
                 waited += delay
                 if waited > MAX_RATE_LIMIT_WAIT:
-                    raise ProviderUnavailableError(f"The provider kept rate-limiting the {what} for {waited:.0f} s.") from exc
+                    raise ProviderUnavailableError(
+                        f"The provider kept rate-limiting the {what} for {waited:.0f} s.") from exc
             else:
                 attempts += 1
                 if attempts >= ctx.settings.provider_max_attempts:
@@ -282,7 +283,8 @@ def after_batch(ctx: WorkContext, session: Session, task_id: int) -> None:
     if session.get_bind().dialect.name == "postgresql":
         # Serialise the "was that the last batch?" check so two workers finishing together cannot both miss it.
         session.execute(select(BackgroundTask.id).where(BackgroundTask.id == task_id).with_for_update())
-    open_left = session.scalar(select(exists().where(TaskItem.task_id == task_id, TaskItem.status.in_(ItemStatus.OPEN))))
+    open_rows = exists().where(TaskItem.task_id == task_id, TaskItem.status.in_(ItemStatus.OPEN))
+    open_left = session.scalar(select(open_rows))
     if not open_left:
         finish_task(ctx, session, task_id)
         return
@@ -293,7 +295,8 @@ def after_batch(ctx: WorkContext, session: Session, task_id: int) -> None:
     write_progress(session, task_id, worker_id=ctx.worker_id, now=now)
 
 
-def write_progress(session: Session, task_id: int, *, worker_id: str | None = None, now: datetime | None = None) -> None:
+def write_progress(session: Session, task_id: int, *, worker_id: str | None = None,
+                   now: datetime | None = None) -> None:
     """One UPDATE of the task's counters, progress and heartbeat from its rows."""
     now = now or utcnow()
     values = _counter_values(task_service.item_counts(session, task_id))

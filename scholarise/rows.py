@@ -23,7 +23,8 @@ def parse_items(items: Sequence[Any], user_type: str, *, max_rows: int = 100_000
     first_seen: dict[str, int] = {}
     for position, raw in enumerate(items, start=1):
         if not isinstance(raw, Mapping):
-            yield ParsedRow(line=position, data={}, errors=["each item must be an object with named fields"], email=None)
+            yield ParsedRow(line=position, data={}, errors=["each item must be an object with named fields"],
+                            email=None)
             continue
         data, errors = validate_row(user_type, dict(raw))
         email = str(raw.get("email") or "").strip().lower() or None

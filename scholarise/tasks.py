@@ -90,7 +90,8 @@ def check_priority(priority: Any) -> int:
     try:
         value = int(priority)
     except (TypeError, ValueError):
-        raise InputError(f"Priority must be a whole number from 1 (highest) to 10 (lowest), not {priority!r}.") from None
+        raise InputError(
+            f"Priority must be a whole number from 1 (highest) to 10 (lowest), not {priority!r}.") from None
     if value not in PRIORITY_RANGE or str(value) != str(priority).strip():
         raise InputError(f"Priority must be a whole number from 1 (highest) to 10 (lowest), not {priority!r}.")
     return value

@@ -8,7 +8,8 @@ from scholarise.config import Settings
 from scholarise.providers.base import IdentityProvider, Pacer, no_pacing
 
 
-def make_provider(settings: Settings, session_factory: sessionmaker[Session], *, pace: Pacer = no_pacing) -> IdentityProvider:
+def make_provider(settings: Settings, session_factory: sessionmaker[Session], *,
+                  pace: Pacer = no_pacing) -> IdentityProvider:
     """A provider ready to use; ``pace`` is called before every request it makes."""
     if settings.clerk_secret_key:
         from scholarise.providers.clerk import ClerkProvider

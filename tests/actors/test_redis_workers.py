@@ -79,7 +79,8 @@ def test_a_worker_killed_mid_task_is_resumed_and_every_row_created_once(cluster,
 
     def claimed() -> bool:
         with session_scope(runtime.current().session_factory) as session:
-            return session.scalar(select(TaskItem.id).where(TaskItem.status == ItemStatus.PROCESSING).limit(1)) is not None
+            held = select(TaskItem.id).where(TaskItem.status == ItemStatus.PROCESSING).limit(1)
+            return session.scalar(held) is not None
 
     wait_until(lambda: clerk.stats()["users"] >= 20 and claimed(), timeout=60, what="the victim to be mid-batch")
     stop_worker(victim, sig=signal.SIGKILL)
