@@ -76,9 +76,12 @@ class ImportPage(SecurePage):
         if form.validate_on_submit():
             try:
                 pending = self._save(form, user_type)
-                return redirect(url_for(".preview", token=pending.token))
             except ScholariseError as exc:
                 error = str(exc)
+            else:
+                error = self._check_readable(pending)
+                if error is None:
+                    return redirect(url_for(".preview", token=pending.token))
         status = 400 if request.method == "POST" else 200
         return self.render("admin/import/upload.html", form=form, user_type=user_type, error=error,
                            branches=self._branch_names(), columns=_columns()[user_type],
@@ -156,6 +159,19 @@ class ImportPage(SecurePage):
         return _store().save(upload.stream, max_bytes=_settings().max_upload_bytes, owner_id=self.user.id,
                              user_type=user_type, filename=filename, branch=branch, branch_id=branch_id,
                              priority=int(form.priority.data), title=title, encoding=form.encoding.data or None)
+
+    def _check_readable(self, pending: Any) -> str | None:
+        """Whole-file problems (binary, no header, missing column…) go back to the form, values kept."""
+        from scholarise.csvfile import open_csv
+
+        settings = _settings()
+        try:
+            with open_csv(_store().path(pending), pending.user_type, encoding=pending.encoding,
+                          max_bytes=settings.max_upload_bytes, max_rows=settings.max_rows):
+                return None
+        except ScholariseError as exc:
+            _store().discard(pending.token)
+            return str(exc)
 
     def _pending(self, token: str) -> Any:
         try:
