@@ -250,9 +250,12 @@ def test_four_gunicorn_workers_initialise_once_each_and_run_one_scheduler(tmp_pa
         [holder] = _alive_with_role(settings, "scheduler")
         os.kill(int(holder.rpartition(":")[2]), signal.SIGKILL)  # gunicorn respawns it; another takes over
         wait_until(lambda: len(_init_lines(cluster.log("web"))) == 5, timeout=30, what="the respawned worker")
-        wait_until(lambda: _alive_with_role(settings, "scheduler") not in ([], [holder]), timeout=15,
-                   what="another worker to take the scheduler over")
+        # The killed holder still looks alive until its heartbeat times out: wait for that, not just for a newcomer.
+        wait_until(lambda: len(taken := _alive_with_role(settings, "scheduler")) == 1 and taken != [holder],
+                   timeout=15, what="another worker to take the scheduler over")
+        time.sleep(2 * settings.heartbeat_interval)  # and no second one starts later
         assert len(_alive_with_role(settings, "scheduler")) == 1
+        assert len(_scheduler_lines(cluster.log("web"))) == 2  # the first holder, then exactly one successor
         report(capsys, f"gunicorn -w 4: initialised once in each of {sorted(inits)}; one scheduler; after SIGKILL "
                        f"of its holder {holder} it moved to {_alive_with_role(settings, 'scheduler')[0]}")
     finally:
