@@ -12,6 +12,8 @@ Scheduling choices, deliberately:
 * ``misfire_grace_time`` of half the probe interval: a run more than that late belongs to the next
   slot, which is coming anyway, so it is skipped. Recovery may be late by one whole period.
 * ``max_instances=1``: if the broker hangs, sends do not pile up in threads.
+* One extra probe (trigger ``startup``) a few seconds after the scheduler starts, so the dashboard
+  shows a fresh result right after a deploy instead of "no health check yet" for five minutes.
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ import signal
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from actors import heartbeat
@@ -39,12 +42,21 @@ from scholarise.models import ProcessRole
 
 logger = logging.getLogger(__name__)
 
+STARTUP_PROBE_DELAY = 3.0  # seconds: the web process's own start-up (about 1 s) and a worker come first
+
 
 def enqueue_probe(interval: float) -> None:
     """Job: ask a worker to run the probes for the current slot."""
     from actors.health import run_health_probe
 
     run_health_probe.send(slot_for(time.time(), interval), "schedule")
+
+
+def enqueue_startup_probe() -> None:
+    """Job: one on-demand probe soon after the scheduler starts (not tied to a slot)."""
+    from actors.health import run_health_probe
+
+    run_health_probe.send(None, "startup")
 
 
 def enqueue_recovery() -> None:
@@ -61,6 +73,9 @@ def add_jobs(scheduler: BaseScheduler, settings: Settings) -> BaseScheduler:
     scheduler.add_job(enqueue_probe, IntervalTrigger(seconds=interval, start_date=first, timezone=UTC),
                       args=[interval], id="health-probe", name="health probe", replace_existing=True,
                       coalesce=True, max_instances=1, misfire_grace_time=max(1, int(interval / 2)))
+    soon = datetime.now(UTC) + timedelta(seconds=STARTUP_PROBE_DELAY)
+    scheduler.add_job(enqueue_startup_probe, DateTrigger(run_date=soon), id="startup-probe", name="startup probe",
+                      replace_existing=True, misfire_grace_time=max(1, int(interval / 2)))
     every = settings.heartbeat_timeout
     scheduler.add_job(enqueue_recovery, IntervalTrigger(seconds=every, timezone=UTC), id="recover-work",
                       name="recovery pass", replace_existing=True, coalesce=True, max_instances=1,

@@ -66,7 +66,7 @@ class HealthRun(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     slot: Mapped[int | None] = mapped_column(BigInteger, unique=True)
-    trigger: Mapped[str] = mapped_column(String(20), default="schedule")  # schedule | manual | restart
+    trigger: Mapped[str] = mapped_column(String(20), default="schedule")  # schedule | startup | manual | restart
     worker_id: Mapped[str | None] = mapped_column(String(120))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]

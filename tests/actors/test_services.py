@@ -111,8 +111,18 @@ def test_the_clock_jobs_coalesce_run_alone_and_fire_on_shared_instants(migrated)
         assert (probe.coalesce, probe.max_instances, probe.misfire_grace_time) == (True, 1, 150)
         assert probe.next_run_time.timestamp() % 300 == 0
         assert scheduler.get_job("recover-work").trigger.interval.total_seconds() == settings.heartbeat_timeout
+        startup_in = scheduler.get_job("startup-probe").next_run_time.timestamp() - time.time()
+        assert 0 < startup_in <= clock.STARTUP_PROBE_DELAY  # one probe soon after a start, not five minutes later
     finally:
         scheduler.shutdown(wait=False)
+
+
+def test_the_startup_job_enqueues_an_on_demand_probe(broker):
+    import dramatiq
+
+    clock.enqueue_startup_probe()
+    message = dramatiq.Message.decode(broker.queues["maintenance"].get_nowait())
+    assert (message.actor_name, message.args) == ("run_health_probe", (None, "startup"))
 
 
 def test_a_clock_job_enqueues_the_probe_for_the_current_slot(broker):
