@@ -63,7 +63,8 @@ def upgrade() -> None:
     sa.Column('worker_id', sa.String(length=120), nullable=True),
     sa.Column('error_summary', sa.Text(), nullable=True),
     sa.ForeignKeyConstraint(['branch_id'], ['branches.id'], name=op.f('fk_background_tasks_branch_id_branches')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_background_tasks'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_background_tasks')),
+    sqlite_autoincrement=True,
     )
     with op.batch_alter_table('background_tasks', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_background_tasks_branch_id'), ['branch_id'], unique=False)

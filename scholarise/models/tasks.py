@@ -43,7 +43,10 @@ class TaskType:
 
 class BackgroundTask(Base):
     __tablename__ = "background_tasks"
-    __table_args__ = (Index("ix_background_tasks_queue", "status", "priority", "created_at"),)
+    # AUTOINCREMENT on SQLite: a deleted task's number is never handed out again (emails and API
+    # clients still hold it). PostgreSQL's identity columns never reuse numbers anyway.
+    __table_args__ = (Index("ix_background_tasks_queue", "status", "priority", "created_at"),
+                      {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(primary_key=True)
     type: Mapped[str] = mapped_column(String(40), default=TaskType.BULK_USER_CREATION)

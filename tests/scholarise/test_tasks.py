@@ -151,3 +151,21 @@ def test_only_rows_that_can_succeed_again_count_as_retryable(session):
     assert tasks.retryable_count(session, task.id) == 0  # still pending
     tasks.cancel_task(session, task.id)
     assert tasks.retryable_count(session, task.id) == 2  # the cancelled ones, not the invalid ones
+
+
+def test_a_deleted_tasks_number_is_never_given_to_a_new_task(any_db_settings):
+    """Emails and API clients keep task numbers: a new task must never answer to a deleted one's."""
+    from scholarise.db import make_engine, make_session_factory, upgrade
+
+    upgrade(any_db_settings)
+    engine = make_engine(any_db_settings)
+    try:
+        factory = make_session_factory(engine)
+        with session_scope(factory) as s:
+            newest = make_task(s, items=PEOPLE[:1]).id
+            tasks.cancel_task(s, newest)
+            tasks.delete_task(s, newest)
+        with session_scope(factory) as s:
+            assert make_task(s, items=PEOPLE[:1]).id > newest
+    finally:
+        engine.dispose()
