@@ -276,6 +276,13 @@ def test_staff_see_their_branch_and_pages_fit_a_tablet(page: Any, stack: Stack) 
     expect(page.get_by_text("South import").filter(visible=True).first).to_be_visible()
     assert page.get_by_text("North import").count() == 0
     shot(page, "16-staff-home-tablet")
+    page.click(".navbar-toggler")  # collapsed menu: the activity dropdown must open inside the screen
+    page.click("#task-menu-toggle")
+    expect(page.locator(".task-menu .task-menu-item").first).to_be_visible()
+    box = page.locator(".task-menu").bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 768, box
+    shot(page, "16b-activity-menu-tablet")
+    page.keyboard.press("Escape")
     page.goto(page.base + "/admin/import/student/")
     expect(page.locator("input[disabled]")).to_have_value("South Campus")
     shot(page, "17-staff-import-tablet")
