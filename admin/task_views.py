@@ -53,6 +53,7 @@ def task_json(task: BackgroundTask, principal: Any) -> dict[str, Any]:
         "user_type": task.user_type, "branch": task.branch.name if task.branch else None,
         "progress": round(float(task.progress or 0.0), 1), "total": task.total, "processed": task.processed,
         "created": task.created_count, "existing": task.existing_count, "failed": task.failed_count,
+        "cancelled": task.cancelled_count,
         "finished": finished, "duration": fmt.duration(task.duration_seconds),
         "detail_url": url_for("tasks.details_view", id=task.id),
         "results_url": url_for("tasks.results_csv", task_id=task.id),

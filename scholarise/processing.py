@@ -299,7 +299,7 @@ def write_progress(session: Session, task_id: int, *, worker_id: str | None = No
                    now: datetime | None = None) -> None:
     """One UPDATE of the task's counters, progress and heartbeat from its rows."""
     now = now or utcnow()
-    values = _counter_values(task_service.item_counts(session, task_id))
+    values = task_service.counter_values(task_service.item_counts(session, task_id))
     extra = {"worker_id": worker_id} if worker_id else {}
     session.execute(
         update(BackgroundTask).where(BackgroundTask.id == task_id)
@@ -307,18 +307,6 @@ def write_progress(session: Session, task_id: int, *, worker_id: str | None = No
         .execution_options(synchronize_session=False)
     )
 
-
-def _counter_values(counts: dict[str, int]) -> dict[str, Any]:
-    total = sum(counts.values())
-    done = sum(counts.get(s, 0) for s in ItemStatus.DONE)
-    return {
-        "total": total,
-        "processed": done,
-        "created_count": counts.get(ItemStatus.CREATED, 0),
-        "existing_count": counts.get(ItemStatus.EXISTING, 0),
-        "failed_count": counts.get(ItemStatus.FAILED, 0),
-        "progress": round(100.0 * done / total, 1) if total else 100.0,
-    }
 
 
 def finish_idle_tasks(ctx: WorkContext, session: Session) -> int:
@@ -332,7 +320,7 @@ def finish_idle_tasks(ctx: WorkContext, session: Session) -> int:
 
 def finish_task(ctx: WorkContext, session: Session, task_id: int) -> bool:
     """Write the final status and summary once (compare-and-set), then run the finish hooks in this transaction."""
-    values = _counter_values(task_service.item_counts(session, task_id))
+    values = task_service.counter_values(task_service.item_counts(session, task_id))
     now = utcnow()
     failed, total = values["failed_count"], values["total"]
     if failed == 0:
@@ -374,7 +362,7 @@ def stop_task(ctx: WorkContext, session: Session, task_id: int, reason: str) -> 
         .values(status=ItemStatus.FAILED, error_code="not_attempted", error_message=f"Not attempted: {reason}",
                 claim_token=None, finished_at=utcnow())
     )
-    values = _counter_values(task_service.item_counts(session, task_id))
+    values = task_service.counter_values(task_service.item_counts(session, task_id))
     if task_service.transition(session, task_id, TaskStatus.ACTIVE, TaskStatus.FAILED, finished_at=utcnow(),
                                error_summary=reason, progress_at=utcnow(), **values):
         task_service.log(session, task_id, f"Stopped: {reason}", level="ERROR")

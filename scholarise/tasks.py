@@ -267,6 +267,11 @@ def get_task(session: Session, task_id: int) -> BackgroundTask:
     return task
 
 
+def status_words(status: str) -> str:
+    """A task status as words for messages: ``COMPLETED_WITH_ERRORS`` -> "completed with errors"."""
+    return status.lower().replace("_", " ")
+
+
 def item_counts(session: Session, task_id: int) -> dict[str, int]:
     """Rows per item status (one indexed GROUP BY)."""
     rows = session.execute(
@@ -278,14 +283,28 @@ def item_counts(session: Session, task_id: int) -> dict[str, int]:
 def refresh_counters(session: Session, task: BackgroundTask, counts: Mapping[str, int] | None = None) -> None:
     """Write the task's counters and progress from its items."""
     counts = item_counts(session, task.id) if counts is None else counts
-    done = sum(counts.get(s, 0) for s in ItemStatus.DONE)
-    task.created_count = counts.get(ItemStatus.CREATED, 0)
-    task.existing_count = counts.get(ItemStatus.EXISTING, 0)
-    task.failed_count = counts.get(ItemStatus.FAILED, 0)
-    task.processed = done
-    task.total = sum(counts.values())
-    task.progress = round(100.0 * done / task.total, 1) if task.total else 100.0
+    for name, value in counter_values(counts).items():
+        setattr(task, name, value)
     task.progress_at = utcnow()
+
+
+def counter_values(counts: Mapping[str, int]) -> dict[str, Any]:
+    """The task's counter columns from its rows per status.
+
+    ``processed`` counts rows that were worked (created, existing, failed): rows a cancel stopped are
+    counted apart, so a task cancelled at 6 % shows 6 %, not 100 %.
+    """
+    total = sum(counts.values())
+    processed = sum(counts.get(s, 0) for s in (ItemStatus.CREATED, ItemStatus.EXISTING, ItemStatus.FAILED))
+    return {
+        "total": total,
+        "processed": processed,
+        "created_count": counts.get(ItemStatus.CREATED, 0),
+        "existing_count": counts.get(ItemStatus.EXISTING, 0),
+        "failed_count": counts.get(ItemStatus.FAILED, 0),
+        "cancelled_count": counts.get(ItemStatus.CANCELLED, 0),
+        "progress": round(100.0 * processed / total, 1) if total else 100.0,
+    }
 
 
 def cancel_task(session: Session, task_id: int, *, by: str | None = None) -> BackgroundTask:
@@ -299,7 +318,7 @@ def cancel_task(session: Session, task_id: int, *, by: str | None = None) -> Bac
     """
     task = get_task(session, task_id)
     if not transition(session, task_id, TaskStatus.ACTIVE, TaskStatus.CANCELLED, finished_at=utcnow()):
-        raise InvalidTransitionError(f"Task #{task_id} is {task.status.lower()} and can no longer be cancelled.")
+        raise InvalidTransitionError(f"Task #{task_id} is {status_words(task.status)} and can no longer be cancelled.")
     session.execute(
         update(TaskItem)
         .where(TaskItem.task_id == task_id, TaskItem.status == ItemStatus.PENDING)
@@ -343,7 +362,8 @@ def retry_failed_rows(session: Session, task_id: int, *, by: str | None = None) 
     """
     task = get_task(session, task_id)
     if task.status not in TaskStatus.FINISHED:
-        raise InvalidTransitionError(f"Task #{task_id} is still {task.status.lower()}; retry once it has finished.")
+        raise InvalidTransitionError(
+            f"Task #{task_id} is still {status_words(task.status)}; retry once it has finished.")
     result = session.execute(
         update(TaskItem).where(_retryable(task_id)).values(
             status=ItemStatus.PENDING, error_code=None, error_message=None, claim_token=None, finished_at=None
@@ -351,6 +371,12 @@ def retry_failed_rows(session: Session, task_id: int, *, by: str | None = None) 
     )
     count = result.rowcount or 0
     if count == 0:
+        invalid = session.scalar(select(func.count()).select_from(TaskItem).where(
+            TaskItem.task_id == task_id, TaskItem.status == ItemStatus.FAILED,
+            TaskItem.error_code == "invalid_row"))
+        if invalid:
+            raise InvalidTransitionError(f"Task #{task_id} has nothing to retry: its {invalid} failed row(s) failed "
+                                         "validation and would fail again. Fix them in the file and import it again.")
         raise InvalidTransitionError(f"Task #{task_id} has no failed rows that can be retried.")
     transition(session, task_id, TaskStatus.FINISHED, TaskStatus.PENDING, finished_at=None, error_summary=None)
     log(session, task_id, f"{count} rows queued again by {by or 'system'}.")
@@ -368,7 +394,7 @@ def delete_task(session: Session, task_id: int) -> None:
     """
     task = get_task(session, task_id)
     if task.status not in TaskStatus.FINISHED:
-        raise InvalidTransitionError(f"Task #{task_id} is {task.status.lower()}; cancel it before deleting it.")
+        raise InvalidTransitionError(f"Task #{task_id} is {status_words(task.status)}; cancel it before deleting it.")
     session.execute(delete(TaskItem).where(TaskItem.task_id == task_id))
     session.execute(delete(TaskExecutionLog).where(TaskExecutionLog.task_id == task_id))
     session.delete(task)
@@ -389,6 +415,7 @@ def summary(task: BackgroundTask, failures: Iterable[TaskItem] = ()) -> dict[str
         "created": task.created_count,
         "existing": task.existing_count,
         "failed": task.failed_count,
+        "cancelled": task.cancelled_count,
         "progress": task.progress,
         "duration_seconds": task.duration_seconds,
         "error_summary": task.error_summary,

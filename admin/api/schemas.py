@@ -49,7 +49,10 @@ class TaskSchema(ma.Schema):
     created = fields.Integer(attribute="created_count", required=True)
     existing = fields.Integer(attribute="existing_count", required=True)
     failed = fields.Integer(attribute="failed_count", required=True)
-    progress = fields.Float(required=True, metadata={"description": "Percent of rows done, 0-100"})
+    cancelled = fields.Integer(attribute="cancelled_count", required=True,
+                               metadata={"description": "Rows a cancel stopped before they were worked"})
+    progress = fields.Float(required=True,
+                            metadata={"description": "Percent of rows worked (created, existing or failed), 0-100"})
     created_at = fields.DateTime(required=True)
     started_at = fields.DateTime(allow_none=True, required=True)
     finished_at = fields.DateTime(allow_none=True, required=True)

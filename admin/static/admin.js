@@ -65,6 +65,7 @@
     meta.appendChild(badge(task));
     meta.appendChild(document.createTextNode(" " + task.processed + " of " + task.total + " rows · " +
       task.created + " created · " + task.existing + " existed · " + task.failed + " failed" +
+      (task.cancelled ? " · " + task.cancelled + " cancelled" : "") +
       (task.branch ? " · " + task.branch : "")));
     item.appendChild(progressBar(task));
     item.appendChild(meta);
@@ -145,7 +146,7 @@
       getJSON(url).then(function (task) {
         set("status", badge(task));
         set("progress", progressBar(task));
-        ["total", "processed", "created", "existing", "failed", "duration"].forEach(function (k) { set(k, task[k]); });
+        ["total", "processed", "created", "existing", "failed", "cancelled", "duration"].forEach(function (k) { set(k, task[k]); });
         if (task.finished) {
           page.setAttribute("data-finished", "true");
           page.querySelector("[data-finished-notice]").hidden = false;

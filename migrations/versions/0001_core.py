@@ -54,6 +54,7 @@ def upgrade() -> None:
     sa.Column('created_count', sa.Integer(), nullable=False),
     sa.Column('existing_count', sa.Integer(), nullable=False),
     sa.Column('failed_count', sa.Integer(), nullable=False),
+    sa.Column('cancelled_count', sa.Integer(), server_default='0', nullable=False),
     sa.Column('progress', sa.Double(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),

@@ -63,6 +63,7 @@ class BackgroundTask(Base):
     created_count: Mapped[int] = mapped_column(default=0)
     existing_count: Mapped[int] = mapped_column(default=0)
     failed_count: Mapped[int] = mapped_column(default=0)
+    cancelled_count: Mapped[int] = mapped_column(default=0, server_default="0")  # rows a cancel stopped
     progress: Mapped[float] = mapped_column(default=0.0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[datetime | None]

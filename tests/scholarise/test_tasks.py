@@ -6,7 +6,7 @@ import csv
 import io
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from scholarise import tasks
 from scholarise.csvfile import open_csv
@@ -94,8 +94,19 @@ def test_cancel_marks_waiting_rows_and_cannot_cancel_twice(session):
     tasks.cancel_task(session, task.id, by="tester")
     assert task.status == TaskStatus.CANCELLED
     assert tasks.item_counts(session, task.id) == {ItemStatus.CANCELLED: 2, ItemStatus.FAILED: 2}
-    with pytest.raises(InvalidTransitionError, match="can no longer be cancelled"):
+    # A cancel does not make the task look finished: stopped rows are counted apart from worked ones.
+    assert (task.processed, task.cancelled_count, task.progress) == (2, 2, 50.0)
+    assert tasks.summary(task)["cancelled"] == 2
+    with pytest.raises(InvalidTransitionError, match="is cancelled and can no longer be cancelled"):
         tasks.cancel_task(session, task.id)
+
+
+def test_retry_explains_when_every_failed_row_failed_validation(session):
+    task = make_task(session, items=PEOPLE[:3])  # one row without a first name
+    session.execute(update(BackgroundTask).where(BackgroundTask.id == task.id)
+                    .values(status=TaskStatus.COMPLETED_WITH_ERRORS))
+    with pytest.raises(InvalidTransitionError, match="1 failed row.s. failed validation .* Fix them in the file"):
+        tasks.retry_failed_rows(session, task.id)
 
 
 def test_retry_requeues_cancelled_rows_but_not_invalid_ones(session):
