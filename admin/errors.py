@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, jsonify, render_template
+from flask import Flask, Response, current_app, flash, jsonify, redirect, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -34,6 +34,12 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
+def too_large_message() -> str:
+    limit = current_app.extensions["scholarise_settings"].max_upload_bytes
+    return (f"The file is larger than the {limit // (1024 * 1024)} MB limit. "
+            "Split it into smaller files and upload them one by one.")
+
+
 def _render(code: int, detail: str | None = None) -> Any:
     title, text = MESSAGES.get(code, MESSAGES[500] if code >= 500 else MESSAGES[400])
     message = detail or text
@@ -53,6 +59,12 @@ def register_error_handlers(app: Flask) -> None:
     def http_error(exc: HTTPException) -> Any:
         if exc.code is None or exc.code < 400 or exc.code not in MESSAGES:
             return exc
+        if exc.code == 413 and request.method == "POST" and request.endpoint == "bulk_import.upload":
+            # Far over the limit the body is never read (so the form's choices are gone): back to the form.
+            flash(too_large_message(), "error")
+            return redirect(request.path, code=303)
+        if exc.code == 413:
+            return _render(413, too_large_message())
         detail = exc.description if exc.code == 404 and exc.description and "requested URL" not in exc.description \
             else None
         return _render(exc.code, detail)

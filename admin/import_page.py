@@ -85,7 +85,8 @@ class ImportPage(SecurePage):
         status = 400 if request.method == "POST" else 200
         return self.render("admin/import/upload.html", form=form, user_type=user_type, error=error,
                            branches=self._branch_names(), columns=_columns()[user_type],
-                           max_mb=_settings().max_upload_bytes // (1024 * 1024)), status
+                           max_mb=_settings().max_upload_bytes // (1024 * 1024),
+                           max_bytes=_settings().max_upload_bytes), status
 
     @expose("/preview/<token>")
     def preview(self, token: str) -> Any:

@@ -172,8 +172,24 @@
     });
   }
 
+  function tooLarge(form) {
+    /* Refuse an oversize file before sending it: the server could not read the form's other choices. */
+    var limit = Number(form.getAttribute && form.getAttribute("data-max-bytes"));
+    var input = limit && form.querySelector("input[type=file]");
+    var file = input && input.files && input.files[0];
+    if (!file || file.size <= limit) { return false; }
+    var box = document.getElementById("upload-error");
+    if (!box) {
+      box = el("div", { "class": "alert alert-danger", role: "alert", id: "upload-error" });
+      form.parentNode.insertBefore(box, form);
+    }
+    box.textContent = form.getAttribute("data-too-large");
+    return true;
+  }
+
   document.addEventListener("submit", function (event) {
     var form = event.target;
+    if (tooLarge(form)) { event.preventDefault(); return; }
     var question = form.getAttribute && form.getAttribute("data-confirm");
     if (question && !window.confirm(question)) { event.preventDefault(); }
   });

@@ -131,6 +131,13 @@ def test_an_admin_imports_a_file_and_watches_it_finish_without_reloading(page: A
 
     page.click("text=Import teachers")
     expect(page.locator("h1")).to_have_text("Import teachers")
+    huge = stack.settings.instance_path.parent / "huge.csv"  # over the 10 MB limit: refused before it is sent, the choices stay
+    huge.write_bytes(b"first_name,email\n" + b"A,a@example.org\n" * 700_000)
+    page.set_input_files("#file", str(huge))
+    page.fill("#branch", "North Campus")
+    page.click("text=Upload and check")
+    expect(page.locator("#upload-error")).to_contain_text("larger than the 10 MB limit")
+    expect(page.locator("#branch")).to_have_value("North Campus")
     page.set_input_files("#file", str(DEMO / "teachers_with_errors.csv"))
     page.fill("#branch", "North Campus")
     shot(page, "03-import-upload")

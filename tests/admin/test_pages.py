@@ -126,6 +126,18 @@ def test_an_upload_over_the_limit_is_refused(app: Flask, accounts: Accounts, mig
     assert _uploads(migrated) == []
 
 
+def test_an_upload_far_over_the_limit_returns_to_the_form_with_the_limit(app: Flask, accounts: Accounts,
+                                                                           migrated) -> None:
+    """Past MAX_CONTENT_LENGTH the body is never read: the person is sent back to the form, told the limit."""
+    app.config["MAX_CONTENT_LENGTH"] = 4096
+    client = client_as(app, accounts.admin_id)
+    response = _upload(client, "teacher", b"first_name,email\n" + b"A,a@b.org\n" * 2000, branch="North Campus")
+    assert response.status_code == 303 and response.headers["Location"].endswith("/admin/import/teacher/")
+    form = client.get("/admin/import/teacher/")
+    assert "The file is larger than the 10 MB limit" in form.text and 'id="upload-form"' in form.text
+    assert _uploads(migrated) == []
+
+
 def test_html_in_an_uploaded_file_is_shown_as_text_in_the_preview(admin_client: FlaskClient,
                                                                   accounts: Accounts) -> None:
     content = b"first_name,last_name,email\n<script>alert(1)</script>,<b>x</b>,a@example.org\n"
