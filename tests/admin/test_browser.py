@@ -131,7 +131,8 @@ def test_an_admin_imports_a_file_and_watches_it_finish_without_reloading(page: A
 
     page.click("text=Import teachers")
     expect(page.locator("h1")).to_have_text("Import teachers")
-    huge = stack.settings.instance_path.parent / "huge.csv"  # over the 10 MB limit: refused before it is sent, the choices stay
+    # Over the 10 MB limit: refused before it is sent, and the choices stay.
+    huge = stack.settings.instance_path.parent / "huge.csv"
     huge.write_bytes(b"first_name,email\n" + b"A,a@example.org\n" * 700_000)
     page.set_input_files("#file", str(huge))
     page.fill("#branch", "North Campus")
