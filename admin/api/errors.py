@@ -162,6 +162,8 @@ def handle_scholarise_error(error: ScholariseError) -> Response:
 
 def handle_unexpected(error: Exception) -> Response:
     """An uncaught exception in an API view: logged with its traceback, answered without any detail."""
+    if isinstance(error, RecursionError) and request.is_json:  # json.loads on thousands of nested brackets
+        return error_response(400, "bad_request", "The JSON body is nested too deeply to be read.")
     logger.exception("API %s %s failed", request.method, request.path)
     return error_response(500, "internal_error", HTTP_MESSAGES[500])
 

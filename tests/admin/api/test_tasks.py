@@ -149,6 +149,12 @@ def test_a_body_that_is_not_json_is_a_bad_request(client: FlaskClient, tokens: T
     assert_envelope(response, 400, "bad_request")
 
 
+def test_a_body_nested_too_deeply_is_a_bad_request_not_a_crash(client: FlaskClient, tokens: Tokens) -> None:
+    nested = '{"a":' * 5000 + "1" + "}" * 5000
+    response = client.post("/api/tasks", data=nested, content_type="application/json", headers=bearer(tokens.admin))
+    assert "nested too deeply" in assert_envelope(response, 400, "bad_request")["message"]
+
+
 def test_a_body_in_the_wrong_format_is_refused_with_what_to_send(client: FlaskClient, tokens: Tokens) -> None:
     form = client.post("/api/tasks", data={"title": "T"}, headers=bearer(tokens.north))
     assert "application/json" in assert_envelope(form, 415, "unsupported_media_type")["message"]
