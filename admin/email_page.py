@@ -118,7 +118,7 @@ class EmailConfigPage(SecurePage):
             abort(400)
         if delete_configuration(db.session, branch_id):
             db.session.commit()
-            flash(f"{_scope_name(branch)} now uses the global email settings.", "success")
+            flash(f"Branch {branch.name} now uses the global email settings.", "success")
         return redirect(url_for(".index", branch=_scope_arg(branch_id)))
 
     # -- helpers ---------------------------------------------------------------------------

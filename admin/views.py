@@ -16,6 +16,7 @@ from flask_admin.model import typefmt
 
 from admin import formatting as fmt
 from admin.auth import SecureModelView
+from admin.extensions import db
 from admin.email_page import EmailConfigPage
 from admin.feed import TaskFeed
 from admin.import_page import ImportPage
@@ -45,9 +46,17 @@ class ReadOnlyView(SecureModelView):
     column_type_formatters_detail = {**typefmt.DETAIL_FORMATTERS, datetime: fmt.fmt_datetime_type}
 
 
+def _branch_name(view: Any, context: Any, model: Any, name: str) -> str:
+    """The branch's name, not its number (the session's identity map makes this one query per branch)."""
+    branch = db.session.get(Branch, model.branch_id)
+    return branch.name if branch else f"#{model.branch_id}"
+
+
 class PersonView(ReadOnlyView):
     column_list = ("first_name", "last_name", "email", "branch_id", "external_user_id", "created_at")
-    column_labels = {"branch_id": "Branch #", "external_user_id": "Account id"}
+    column_labels = {"branch_id": "Branch", "external_user_id": "Account id"}
+    column_formatters = {"branch_id": _branch_name}
+    column_formatters_detail = {"branch_id": _branch_name}
     column_searchable_list = ("first_name", "last_name", "email")
     column_default_sort = ("created_at", True)
 

@@ -207,3 +207,18 @@ def test_a_missing_task_gets_a_friendly_404(admin_client: FlaskClient, accounts:
     response = admin_client.get("/admin/tasks/details/?id=999")
     assert response.status_code == 404 and "belongs to another branch" in response.text
     assert admin_client.get("/admin/tasks/999/status.json").json["status"] == 404
+
+
+def test_people_lists_name_the_branch(admin_client: FlaskClient, accounts: Accounts,
+                                      session_factory: sessionmaker[Session]) -> None:
+    import re
+
+    from scholarise.models import Branch, Teacher
+
+    with session_scope(session_factory) as s:
+        branch = s.get(Branch, accounts.branch_a)
+        s.add(Teacher(branch_id=branch.id, first_name="Grace", last_name="Hopper", email="grace@example.org"))
+        name = branch.name
+    page = admin_client.get("/admin/teachers/").text
+    cells = [c.strip() for c in re.findall(r'<td class="col-branch_id">(.*?)</td>', page, re.S)]
+    assert cells == [name]
