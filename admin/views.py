@@ -16,8 +16,8 @@ from flask_admin.model import typefmt
 
 from admin import formatting as fmt
 from admin.auth import SecureModelView
-from admin.extensions import db
 from admin.email_page import EmailConfigPage
+from admin.extensions import db
 from admin.feed import TaskFeed
 from admin.import_page import ImportPage
 from admin.services_page import ServicesPage
