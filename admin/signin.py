@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
@@ -33,6 +34,7 @@ def login() -> Any:
         return redirect(target)
     form = SignInForm()
     status, message = 200, None
+    headers: dict[str, str] = {}
     if form.validate_on_submit():
         result = authenticate(db.session, form.email.data or "", form.password.data or "",
                               request.remote_addr or "unknown")
@@ -44,10 +46,12 @@ def login() -> Any:
             return redirect(target)
         message = result.message
         status = 429 if result.retry_after else 401
+        if result.retry_after:
+            headers["Retry-After"] = str(max(1, math.ceil(result.retry_after)))
     elif request.method == "POST":
         status = 400
     return render_template("pages/login.html", form=form, message=message, next=target,
-                           no_admin=not has_admin(db.session)), status
+                           no_admin=not has_admin(db.session)), status, headers
 
 
 @bp.route("/logout", methods=("POST",))

@@ -52,6 +52,7 @@ def test_five_failures_lock_the_account_from_that_address_even_for_the_right_pas
                            ).status_code == 401
     locked = client.post("/login", data={"csrf_token": token, "email": ADMIN, "password": PASSWORD})
     assert locked.status_code == 429 and "Too many failed sign-in attempts" in locked.text
+    assert 0 < int(locked.headers["Retry-After"]) <= 15 * 60
     assert client.get("/admin/").status_code == 302
     # Another account from the same address is not locked by these five.
     assert client.post("/login", data={"csrf_token": token, "email": STAFF_A, "password": PASSWORD}).status_code == 302
