@@ -123,6 +123,7 @@
       if (!window.confirm("Delete this task with all its rows and log? This cannot be undone.")) { return; }
       post(button.getAttribute("data-url")).then(function (answer) {
         if (!answer.ok) { window.alert(answer.message || "The task could not be deleted."); }
+        else if (/\/admin\/tasks\/?$/.test(window.location.pathname)) { window.location.reload(); return; }
         poll();
       });
     });
