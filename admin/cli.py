@@ -1,14 +1,19 @@
 """The ``scholarise`` command line: import files, follow tasks, run the processes.
 
 Commands call ``actors`` and ``scholarise`` services; none contains a business rule.
-Exit codes: 0 success, 1 bad input or a failed task, 2 a task that completed with errors (or, with
---dry-run, a file with rows that would fail).
+Exit codes: 0 success, 1 bad input, a failed task or a service (database, broker) that does not
+answer, 2 a task that completed with errors (or, with --dry-run, a file with rows that would fail),
+130 stopped following a task with Ctrl+C (the task goes on).
+
+Everything printed through rich that comes from a person, a file or the database is escaped
+(``escape``), so square brackets in a name, an email or a title are shown as written.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -16,10 +21,11 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from scholarise.config import PROJECT_ROOT, Settings
+from scholarise.config import Settings
 from scholarise.errors import ScholariseError
 
 err = Console(stderr=True)
@@ -44,7 +50,38 @@ def prepare(settings: Settings) -> None:
     actors.configure(settings)
 
 
-@click.group()
+def _database_problem(exc: Exception) -> str:
+    """One line for a database that cannot be reached or opened, naming DATABASE_URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = Settings.from_env().database_url
+    except ScholariseError:
+        url = ""
+    reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["no reason given"])[0].rstrip(".")
+    try:
+        password = make_url(url).password if url else None
+    except Exception:  # noqa: BLE001 - only to hide it
+        password = None
+    if password:  # drivers do not quote it, but never risk it (as a whole word: a password "p" leaves "port" be)
+        reason = re.sub(rf"(?<![A-Za-z0-9]){re.escape(str(password))}(?![A-Za-z0-9])", "***", reason)
+    return (f"The database at DATABASE_URL={_safe_url(url)} cannot be used: {reason}. Check DATABASE_URL and that "
+            "the database server runs and accepts connections (for SQLite: that its folder exists and is writable).")
+
+
+class CommandGroup(click.Group):
+    """The ``scholarise`` group: a database that does not answer ends any command with one clear error."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from sqlalchemy.exc import InterfaceError, OperationalError
+
+        try:
+            return super().invoke(ctx)
+        except (OperationalError, InterfaceError) as exc:
+            raise click.ClickException(_database_problem(exc)) from None
+
+
+@click.group(cls=CommandGroup)
 @click.option("-v", "--verbose", is_flag=True, help="Log what the services do.")
 def main(verbose: bool) -> None:
     """Scholarise background services: bulk imports, notifications, health."""
@@ -59,7 +96,7 @@ def upgrade_command() -> None:
 
     settings = load_settings()
     upgrade(settings)
-    err.print(f"Database is up to date ({_safe_url(settings.database_url)}).")
+    err.print(f"Database is up to date ({escape(_safe_url(settings.database_url))}).")
 
 
 main.add_command(upgrade_command, "init-db")
@@ -90,19 +127,26 @@ def import_command(file: Path, user_type: str, branch: str, priority: int, batch
                       max_rows=settings.max_rows) as csv_file:
             _report_encoding(csv_file)
             if dry_run:
+                _check_branch(settings, branch)  # the real import's rule, so both reject the same names
                 report = build_report(csv_file)
                 report.encoding, report.encoding_source = csv_file.encoding, csv_file.encoding_source
                 _print_report(report, as_json)
                 sys.exit(2 if report.invalid else 0)  # like --wait: 2 means some rows would fail
+            _require_broker(settings, as_json)
             prepare(settings)
             import actors
+            from actors.imports import NotQueuedError
 
             payload = {"user_type": user_type, "branch": branch, "priority": priority, "batch_size": batch_size,
                        "source": file.name, "encoding": csv_file.encoding,
                        "encoding_source": csv_file.encoding_source}
-            task_id = actors.create_bulk_task("BULK_USER_CREATION", title or f"Import {file.name}",
-                                              f"{user_type.title()}s from {file.name}", payload,
-                                              created_by="cli", rows=csv_file)
+            try:
+                task_id = actors.create_bulk_task("BULK_USER_CREATION", title or f"Import {file.name}",
+                                                  f"{user_type.title()}s from {file.name}", payload,
+                                                  created_by="cli", rows=csv_file)
+            except NotQueuedError as exc:  # stored, so not lost: recovery rings for it
+                _fail(f"{exc} or with `scholarise resume {exc.task_id}`.", as_json,
+                      task_id=exc.task_id, status="PENDING")
     except ScholariseError as exc:
         _fail(str(exc), as_json)
     err.print(f"Task #{task_id} created.")
@@ -119,18 +163,58 @@ def import_command(file: Path, user_type: str, branch: str, priority: int, batch
         worker = start_worker()
     try:
         _follow(task_id, quiet=as_json)
+    except KeyboardInterrupt:
+        if worker is not None:
+            err.print("Stopping this command's workers; the batch in progress finishes first …")
+            worker.stop()
+            worker = None
+        where = ("resumes with the next `scholarise serve` (a running one picks it up within seconds)"
+                 if settings.broker == "embedded" else "keeps running in the workers")
+        err.print(f"Stopped following task #{task_id}; the task {where}. Follow it with `scholarise tasks`; "
+                  f"stop it with `scholarise cancel {task_id}`.", highlight=False)
+        sys.exit(130)
     finally:
         if worker is not None:
             worker.stop()
     _finish(task_id, as_json, wait=True)
 
 
+def _check_branch(settings: Settings, branch: str) -> None:
+    """The task service's branch rule (InputError), in a transaction that is rolled back: a dry run creates nothing."""
+    from scholarise.db import make_engine, make_session_factory, upgrade
+    from scholarise.tasks import get_or_create_branch
+
+    upgrade(settings)
+    engine = make_engine(settings)
+    try:
+        with make_session_factory(engine)() as session:
+            get_or_create_branch(session, branch)
+            session.rollback()
+    finally:
+        engine.dispose()
+
+
+def _require_broker(settings: Settings, as_json: bool) -> None:
+    """Stop before anything is stored when the Redis broker does not answer (the in-process one always does)."""
+    from actors.health import broker_ping
+
+    ping = broker_ping(settings)
+    if ping is None:
+        return
+    try:
+        ping()
+    except Exception as exc:  # noqa: BLE001 - any failure to answer is the finding
+        _fail(f"The broker at REDIS_URL={_safe_url(settings.redis_url or '')} does not answer "
+              f"({type(exc).__name__}: {exc}). Nothing was created; start Redis or correct REDIS_URL, then run the "
+              "import again.", as_json)
+
+
 def _report_encoding(csv_file: Any) -> None:
     if csv_file.encoding_source != "detected":
         return
     names = [f"{r.data.get('first_name', '')} {r.data.get('last_name', '')}".strip() for r in csv_file.preview(5)]
-    err.print(f"[yellow]The file is not UTF-8; its encoding was detected as {csv_file.encoding}.[/]")
-    err.print("Decoded names: " + "; ".join(names))
+    err.print(f"[yellow]The file is not UTF-8; its encoding was detected as {escape(csv_file.encoding)}.[/]")
+    err.print("Decoded names: " + escape("; ".join(names)))
     err.print("If these look wrong, stop now and run again with --encoding NAME (for example cp1252).")
 
 
@@ -147,7 +231,7 @@ def _error_table(rows: list[tuple[int, str]], limit: int = 50) -> None:
         return
     table = Table("Line", "Problem", title="Rows that cannot be imported")
     for line, reason in rows[:limit]:
-        table.add_row(str(line), reason)
+        table.add_row(str(line), escape(reason))
     err.print(table)
     if len(rows) > limit:
         err.print(f"… and {len(rows) - limit} more (see the results CSV).")
@@ -186,11 +270,11 @@ def _finish(task_id: int, as_json: bool, *, wait: bool) -> None:
         sys.exit(EXIT_CODES.get(summary["status"], 1))
 
 
-def _fail(message: str, as_json: bool) -> None:
+def _fail(message: str, as_json: bool, **details: Any) -> None:
     if as_json:
-        out.print_json(json.dumps({"error": message}))
+        out.print_json(json.dumps({"error": message, **details}))
     else:
-        err.print(f"[red]Error:[/] {message}")
+        err.print(f"[red]Error:[/] {escape(message)}")
     sys.exit(1)
 
 
@@ -213,9 +297,13 @@ def results_command(task_id: int, output: Path | None) -> None:
         if output is None:
             write_results_csv(session, task_id, sys.stdout)
             return
-        with output.open("w", newline="", encoding="utf-8-sig") as stream:
+        try:
+            stream = output.open("w", newline="", encoding="utf-8-sig")
+        except OSError as exc:
+            raise click.ClickException(f"Cannot write {output}: {exc.strerror or exc}.") from None
+        with stream:
             count = write_results_csv(session, task_id, stream)
-    err.print(f"{count} rows written to {output}.")
+    err.print(f"{count} rows written to {escape(str(output))}.")
 
 
 @main.command("tasks")
@@ -235,7 +323,7 @@ def tasks_command(status: str | None, limit: int, as_json: bool) -> None:
         return
     table = Table("Id", "Title", "Status", "Progress", "Created", "Existing", "Failed")
     for t in rows:
-        table.add_row(str(t["task_id"]), t["title"], t["status"], f"{t['progress']:.0f} %", str(t["created"]),
+        table.add_row(str(t["task_id"]), escape(t["title"]), t["status"], f"{t['progress']:.0f} %", str(t["created"]),
                       str(t["existing"]), str(t["failed"]))
     out.print(table)
 
@@ -250,7 +338,10 @@ def cancel_command(task_id: int) -> None:
 @main.command("retry")
 @click.argument("task_id", type=int)
 def retry_command(task_id: int) -> None:
-    """Queue a finished task's failed rows again (rows that failed validation are not retried)."""
+    """Queue a finished task's rows again: failed rows that can succeed (provider errors) and cancelled rows.
+
+    Rows that failed validation are not retried: they would fail again; fix the file and import it again.
+    """
     _task_action(lambda a: a.retry_failed_rows(task_id, by="cli"), "{} rows queued again.")
 
 
@@ -263,86 +354,20 @@ def resume_command(task_id: int) -> None:
 
 def _task_action(action: Any, message: str) -> None:
     import actors
+    from actors.imports import NotQueuedError
 
     prepare(load_settings())
     try:
         result = action(actors)
+    except NotQueuedError as exc:  # the change is stored; only the doorbell is missing
+        raise click.ClickException(f"{exc} or with `scholarise resume {exc.task_id}`.") from None
     except ScholariseError as exc:
         raise click.ClickException(str(exc)) from None
-    err.print(message.format(result))
-
-
-@main.command("worker")
-@click.option("--processes", default=2, show_default=True, type=click.IntRange(1, 64))
-@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64))
-def worker_command(processes: int, threads: int) -> None:
-    """Run Dramatiq worker processes on Redis (needs REDIS_URL)."""
-    import os
-
-    settings = load_settings()
-    if settings.broker != "redis":
-        raise click.ClickException("scholarise worker needs REDIS_URL; in the embedded mode `scholarise serve` "
-                                   "runs the workers inside the web process.")
-    from scholarise.db import upgrade
-
-    upgrade(settings)
-    os.execvp(sys.executable, [sys.executable, "-m", "dramatiq", "actors.worker", "--processes", str(processes),
-                               "--threads", str(threads)])
-
-
-@main.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
-def serve_command(host: str, port: int) -> None:
-    """Serve the admin site (and, in the embedded mode, the workers) in one process."""
-    from admin.server import serve
-
-    settings = load_settings()
-    prepare(settings)
-    serve(settings, host=host, port=port)
-
-
-@main.command("demo")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--no-serve", is_flag=True, help="Import the sample file and stop.")
-def demo_command(host: str, port: int, no_serve: bool) -> None:
-    """The main job: import the bundled sample of 200 teachers end to end, then serve the admin site."""
-    import actors
-    from actors.embedded import start_worker
-
-    settings = load_settings()
-    prepare(settings)
-    from scholarise.csvfile import open_csv
-
-    sample = PROJECT_ROOT / "demo" / "teachers.csv"
-    err.print(f"Importing {sample.relative_to(PROJECT_ROOT)} into branch 'Main Campus' "
-              f"(provider: {settings.provider_name}, broker: {settings.broker}, database: "
-              f"{_safe_url(settings.database_url)})")
-    with open_csv(sample, "teacher", max_bytes=settings.max_upload_bytes, max_rows=settings.max_rows) as csv_file:
-        task_id = actors.create_bulk_task("BULK_USER_CREATION", "Demo: import sample teachers",
-                                          "The bundled sample of 200 teachers",
-                                          {"user_type": "teacher", "branch": "Main Campus", "source": sample.name},
-                                          created_by="make run", rows=csv_file)
-    worker = start_worker()
-    _follow(task_id, quiet=False)
-    summary = actors.get_task(task_id)
-    err.print(f"[bold]Task #{task_id}: {summary['status']}[/] — {summary['created']} created, "
-              f"{summary['existing']} already existed, {summary['failed']} failed, of {summary['total']} rows.")
-    err.print(f"Results CSV: scholarise results {task_id} -o results.csv")
-    from admin.cli_users import announce_sign_in
-
-    announce_sign_in(settings, f"http://{host}:{port}")  # makes the first admin if none; password printed once
-    if no_serve:
-        worker.stop()
-        return
-    from admin.server import serve
-
-    serve(settings, host=host, port=port, worker=worker)
+    err.print(escape(message.format(result)))
 
 
 def _safe_url(url: str) -> str:
-    """A database URL without its password."""
+    """A database or Redis URL without its password."""
     from sqlalchemy.engine import make_url
 
     try:
@@ -357,7 +382,7 @@ register_token_commands(main)  # create-token, revoke-token, tokens
 
 from admin.cli_services import register as register_service_commands  # noqa: E402
 
-register_service_commands(main)  # status, restart, clock
+register_service_commands(main)  # status, restart, clock, serve, worker, demo
 
 from admin.cli_users import register as register_user_commands  # noqa: E402
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -85,17 +86,19 @@ def show_command(branch: str | None, as_json: bool) -> None:
         return
     effective = data["effective"]
     smtp = effective["smtp"]
-    err.print(f"Settings in effect for {branch or 'all branches (global)'} (from {effective['source']}):")
-    err.print(f"  enabled: {effective['enabled']}, on success: {effective['notify_on_success']}, on failure: "
-              f"{effective['notify_on_failure']}, details: {effective['include_task_details']}, error log: "
-              f"{effective['include_error_log']}")
-    err.print(f"  recipients ({effective['recipients_source']}): {', '.join(effective['recipients']) or 'none'}")
+    lines = [f"Settings in effect for {branch or 'all branches (global)'} (from {effective['source']}):",
+             f"  enabled: {effective['enabled']}, on success: {effective['notify_on_success']}, on failure: "
+             f"{effective['notify_on_failure']}, details: {effective['include_task_details']}, error log: "
+             f"{effective['include_error_log']}",
+             f"  recipients ({effective['recipients_source']}): {', '.join(effective['recipients']) or 'none'}"]
     if smtp:
-        err.print(f"  server ({smtp['source']}): {smtp['host']}:{smtp['port']} {smtp['security']}, user "
-                  f"{smtp['username'] or '-'}, password {'set' if smtp['has_password'] else 'not set'}, "
-                  f"from {smtp['sender']}")
+        lines.append(f"  server ({smtp['source']}): {smtp['host']}:{smtp['port']} {smtp['security']}, user "
+                     f"{smtp['username'] or '-'}, password {'set' if smtp['has_password'] else 'not set'}, "
+                     f"from {smtp['sender']}")
     else:
-        err.print(f"  no SMTP server: emails are saved as .eml files in {settings.outbox_dir}")
+        lines.append(f"  no SMTP server: emails are saved as .eml files in {settings.outbox_dir}")
+    for line in lines:  # every value here was typed by someone: shown as written, never as markup
+        err.print(escape(line))
 
 
 @email_group.command("set")
@@ -125,17 +128,17 @@ def set_command(branch: str | None, ask_password: bool, **options: Any) -> None:
     with _session(settings) as session:
         row = save_configuration(session, _branch_id(session, branch), data, settings=settings, updated_by="cli")
         scope = row.scope
-    err.print(f"Email settings saved ({scope}). Check them with: scholarise email test"
-              + (f" --branch {branch!r}" if branch else ""))
+    err.print(escape(f"Email settings saved ({scope}). Check them with: scholarise email test"
+                     + (f" --branch {branch!r}" if branch else "")))
 
 
 def _report(result: Any, as_json: bool) -> None:
     if as_json:
         _print_json(result.to_dict())
     elif result.ok:
-        err.print(f"[green]OK[/] {result.message}")
+        err.print(f"[green]OK[/] {escape(result.message)}")
     else:
-        err.print(f"[red]{result.kind.replace('_', ' ')}:[/] {result.message}")
+        err.print(f"[red]{escape(result.kind.replace('_', ' '))}:[/] {escape(result.message)}")
     if not result.ok:
         sys.exit(1)
 
@@ -188,7 +191,7 @@ def outbox_command(status: str | None, limit: int, as_json: bool) -> None:
     table = Table("Id", "Task", "Status", "Attempts", "Recipients", "Subject", "Last error")
     for n in rows:
         table.add_row(str(n["id"]), str(n["task_id"] or ""), n["status"], str(n["attempts"]),
-                      ", ".join(n["recipients"]), n["subject"], n["last_error"] or "")
+                      escape(", ".join(n["recipients"])), escape(n["subject"]), escape(n["last_error"] or ""))
     out.print(table)
 
 
@@ -209,7 +212,7 @@ def resend_command(notification_id: int) -> None:
                           settings=settings)
     finally:
         engine.dispose()
-    err.print(outcome.message)
+    err.print(escape(outcome.message))
     if outcome.status == "failed":
         sys.exit(1)
 

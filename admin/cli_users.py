@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from scholarise.errors import ScholariseError
 
@@ -44,7 +45,7 @@ def _create(email: str, role: str, branch: str | None, name: str, generate: bool
             summary = f"{role.title()} account {user.email}{where} created."
     except ScholariseError as exc:
         raise click.ClickException(str(exc)) from None
-    err.print(summary)
+    err.print(escape(summary))
     if shown:
         err.print(f"Password (shown once, store it safely): [bold]{password}[/]", highlight=False)
 
@@ -89,7 +90,8 @@ def list_users_command() -> None:
     table = Table("Email", "Name", "Role", "Branch", "Active", "Last sign-in")
     with session_scope(_factory()) as session:
         for user in list_users(session):
-            table.add_row(user.email, user.name, user.role, user.branch.name if user.branch else "",
+            table.add_row(escape(user.email), escape(user.name or ""), user.role,
+                          escape(user.branch.name) if user.branch else "",
                           "yes" if user.active else "no",
                           user.last_login_at.strftime("%Y-%m-%d %H:%M UTC") if user.last_login_at else "never")
     out.print(table)
@@ -110,7 +112,7 @@ def set_password_command(email: str, generate: bool) -> None:
             set_password(session, email, password)
     except ScholariseError as exc:
         raise click.ClickException(str(exc)) from None
-    err.print(f"The password of {email} was changed.")
+    err.print(f"The password of {escape(email)} was changed.")
     if shown:
         err.print(f"New password (shown once): [bold]{password}[/]", highlight=False)
 
@@ -125,7 +127,7 @@ def _set_active(email: str, active: bool) -> None:
             set_active(session, email, active)
     except ScholariseError as exc:
         raise click.ClickException(str(exc)) from None
-    err.print(f"{email} is {'enabled' if active else 'disabled'}.")
+    err.print(f"{escape(email)} is {'enabled' if active else 'disabled'}.")
 
 
 @users_group.command("disable")
@@ -159,13 +161,13 @@ def announce_sign_in(settings: Any, url: str) -> None:
     finally:
         engine.dispose()
     if created is None:
-        err.print(f"Sign in at {url}/login with your admin account "
+        err.print(f"Sign in at {escape(url)}/login with your admin account "
                   "(scholarise users set-password EMAIL resets a password).")
         return
     email, password = created
     # One line each, never wrapped, so the password and the URL can be copied whole.
-    err.print(f"[bold]Sign in at {url}/login[/]", soft_wrap=True, highlight=False)
-    err.print(f"  email:    {email}", soft_wrap=True, highlight=False)
+    err.print(f"[bold]Sign in at {escape(url)}/login[/]", soft_wrap=True, highlight=False)
+    err.print(f"  email:    {escape(email)}", soft_wrap=True, highlight=False)
     err.print(f"  password: {password}", soft_wrap=True, highlight=False)
     err.print("  (shown only this once; change it with: scholarise users set-password EMAIL)", soft_wrap=True,
               highlight=False)

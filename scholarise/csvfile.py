@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from scholarise.textencoding import CHUNK, EMPTY, MB, Window, choose_encoding, s
 _DELIMITERS = (",", ";", "\t", "|")
 _DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "vertical bar"}
 HEADER_ONLY = "The file has a header but no data rows."
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")  # what splits lines when reading with newline=""
 
 
 @dataclass(slots=True)
@@ -62,6 +64,44 @@ def _is_blank(record: list[str]) -> bool:
 def _is_sep_line(record: list[str]) -> bool:
     text = "".join(record).strip().lower()
     return text.startswith("sep=") and len(text) <= 5
+
+
+class _LineTap:
+    """Hands lines to ``csv.reader`` and keeps those of the record being read (one record's worth)."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+        self._taken: list[str] = []
+
+    def __iter__(self) -> _LineTap:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self._taken.append(line)
+        return line
+
+    def take(self) -> list[str]:
+        taken, self._taken = self._taken, []
+        return taken
+
+
+def _ends_inside_quotes(lines: list[str], delimiter: str) -> bool:
+    """Whether a record's lines end inside a quoted value (the lenient reader just closes it at the end)."""
+    try:
+        for _record in csv.reader(lines, delimiter=delimiter, skipinitialspace=True, strict=True):
+            pass
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
+
+
+def _unclosed_quote(last_line: int, value: str) -> str:
+    """Say where the quote opened that runs to the end of the file (``value`` is everything after it)."""
+    breaks = len(_LINE_BREAK.findall(value))
+    spanned = breaks if value.endswith(("\n", "\r")) else breaks + 1  # lines the value runs over
+    return (f"Line {last_line - spanned + 1}: a quote opened here is never closed, so the rest of the file was "
+            'read as one value. Add the closing quote (a quote inside a quoted value is written twice: "").')
 
 
 def _open_binary(source: str | os.PathLike[str] | BinaryIO, max_bytes: int) -> tuple[IO[bytes], int, bool]:
@@ -179,12 +219,18 @@ class CsvFile:
     def _records(self) -> Iterator[tuple[int, list[str]]]:
         """Yield (first physical line, cells) for every record, blank ones included."""
         text = self._text()
+        tap = _LineTap(text)
         last = 0
         try:
-            reader = csv.reader(text, delimiter=self.delimiter, skipinitialspace=True)
+            reader = csv.reader(tap, delimiter=self.delimiter, skipinitialspace=True)
+            record: list[str] = []
+            lines: list[str] = []
             for record in reader:
+                lines = tap.take()
                 yield last + 1, record
                 last = reader.line_num
+            if record and _ends_inside_quotes(lines, self.delimiter):
+                raise InputError(_unclosed_quote(last, record[-1]))
         except csv.Error as exc:
             if "field limit" in str(exc):
                 raise InputError(

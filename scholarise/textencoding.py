@@ -30,6 +30,8 @@ _BOMS = (
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
+# Python's plain "utf-16"/"utf-32" decoders refuse a stream without a byte-order mark.
+_NEEDS_BOM = ("utf-16", "utf-32")
 # Office PCs export in these code pages; charset-normalizer scores several 8-bit code pages as
 # equally likely for Latin text, so when one of these scores as well as its pick we prefer it.
 _PREFERRED_CODEPAGES = ("cp1252", "cp1251", "cp1250")
@@ -102,11 +104,13 @@ def _first_bad_line(handle: IO[bytes], start: int, encoding: str, max_bytes: int
         except UnicodeDecodeError as exc:
             at = max(exc.start, 0)
             return offset + at, lines + chunk[:at].count(b"\n") + 1
+        except UnicodeError:  # e.g. "UTF-16 stream does not start with BOM": no position to point at
+            return offset, lines + 1
         offset += len(chunk)
         lines += chunk.count(b"\n")
     try:
         decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
+    except UnicodeError:
         return offset, lines + 1
     return None
 
@@ -183,6 +187,12 @@ def choose_encoding(handle: IO[bytes], start: int, given: str | None, max_bytes:
 
 
 def _verified(handle: IO[bytes], start: int, encoding: str, source: str, max_bytes: int) -> tuple[str, str]:
+    if source == "given" and encoding in _NEEDS_BOM:  # a file with the mark was taken by its BOM already
+        raise InputError(
+            f"The file cannot be read as {encoding}: it does not start with the byte-order mark that {encoding} "
+            f"needs. If it is {encoding} without one, choose {encoding}-le or {encoding}-be; otherwise choose the "
+            f"encoding the file was saved in, or {_SAVE_AS_UTF8[0].lower()}{_SAVE_AS_UTF8[1:]}"
+        )
     bad = _first_bad_line(handle, start, encoding, max_bytes)
     if bad is not None:
         shown = "UTF-8" if encoding == "utf-8-sig" else encoding

@@ -302,6 +302,26 @@ def test_an_unclosed_quote_is_reported_not_raised_as_csv_error() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("data", "line"),
+    [
+        ('first_name,email\nAnn,ann@example.org\n"Bob,bob@example.org\nCy,cy@example.org\n', 3),
+        ('first_name,email\r\n"Ann\r\nLee",ann@example.org\r\nBob,"bob@example.org', 4),  # no final newline
+        ('first_name,email\nAnn,ann@example.org\nBob,"', 3),  # the quote is the last character
+    ],
+    ids=["swallows-the-next-line", "after-a-quoted-line-break", "at-the-very-end"],
+)
+def test_a_small_file_that_ends_inside_a_quote_names_the_line_where_it_opened(data: str, line: int) -> None:
+    assert input_error(data).startswith(f"Line {line}: a quote opened here is never closed")
+
+
+def test_quotes_that_close_or_sit_inside_a_value_are_still_read_as_before() -> None:
+    _parsed, rows = read('first_name,last_name,email\r\nAl,5" tall,al@example.org\r\n'
+                         'Bo,"say ""hi""",bo@example.org\r\n"Cy\r\nDe",Ng,cy@example.org')
+    assert [(row.line, row.data["last_name"]) for row in rows] == [(2, '5" tall'), (3, 'say "hi"'), (4, "Ng")]
+    assert rows[2].data["first_name"] == "Cy\r\nDe"
+
+
 def test_missing_path_and_unknown_type() -> None:
     with pytest.raises(InputError, match="Cannot open"):
         open_csv(DEMO / "nope.csv", "teacher")
