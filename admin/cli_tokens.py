@@ -7,6 +7,7 @@ everything meant for people goes to stderr. Only its hash is stored.
 from __future__ import annotations
 
 import click
+from rich.markup import escape
 
 from scholarise.errors import ScholariseError
 
@@ -44,7 +45,7 @@ def create_token_command(role: str, branch: str | None, name: str | None) -> Non
     except ScholariseError as exc:
         raise click.ClickException(str(exc)) from None
     scope = f"branch {where.name!r}" if where else "every branch"
-    err.print(f"API token #{token_id} {label!r} ({role}, {scope}) created; it starts with {prefix}.")
+    err.print(escape(f"API token #{token_id} {label!r} ({role}, {scope}) created; it starts with {prefix}."))
     err.print("Copy it now: it is shown only once. Send it as the header 'Authorization: Bearer <token>'.")
     click.echo(new.secret)
 
@@ -63,7 +64,7 @@ def revoke_token_command(token_id: int) -> None:
             label = str(token)
     except ScholariseError as exc:
         raise click.ClickException(str(exc)) from None
-    err.print(f"API token #{token_id} {label} {'revoked' if changed else 'was already revoked'}.")
+    err.print(escape(f"API token #{token_id} {label} {'revoked' if changed else 'was already revoked'}."))
 
 
 @click.command("tokens")

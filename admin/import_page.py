@@ -112,6 +112,7 @@ class ImportPage(SecurePage):
     @expose("/preview/<token>/confirm", methods=("POST",))
     def confirm(self, token: str) -> Any:
         import actors
+        from actors.imports import NotQueuedError
         from scholarise.csvfile import open_csv
 
         pending, path = self._pending(token)
@@ -127,6 +128,10 @@ class ImportPage(SecurePage):
                 task_id = actors.create_bulk_task(
                     "BULK_USER_CREATION", pending.title, f"{pending.user_type.title()}s from {pending.filename}",
                     payload, created_by=self.user.email, rows=csv_file)
+        except NotQueuedError as exc:  # stored: confirming again would import the file twice
+            _store().discard(token)
+            flash(f"{exc}. There is no need to upload the file again.", "warning")
+            return redirect(url_for("tasks.details_view", id=exc.task_id))
         except ScholariseError as exc:
             flash(f"The import was not started: {exc}", "error")
             return redirect(url_for(".preview", token=token))

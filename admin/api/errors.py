@@ -156,6 +156,11 @@ def handle_scholarise_error(error: ScholariseError) -> Response:
     if isinstance(error, InputError):
         fields = getattr(error, "errors", None)  # e.g. EmailSettingsError names each field
         return error_response(422, "invalid_input", str(error), flatten_errors(fields) if fields else None)
+    from actors.imports import NotQueuedError
+
+    if isinstance(error, NotQueuedError):  # stored, not lost: say so, so the client does not submit it again
+        logger.warning("API %s %s: %s", request.method, request.path, error)
+        return error_response(503, "not_queued", f"{error}. Do not submit it again.")
     logger.exception("API %s %s: %s", request.method, request.path, type(error).__name__)
     return error_response(500, "internal_error", HTTP_MESSAGES[500])
 

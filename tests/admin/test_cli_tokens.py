@@ -58,3 +58,9 @@ def test_revoke_token_stops_the_token_and_says_so_twice(cli, tmp_path: Path) -> 
         verify(tmp_path, secret)
     missing = cli("revoke-token", "7")
     assert missing.exit_code == 1 and "no API token #7" in missing.stderr
+
+
+def test_a_token_name_with_square_brackets_is_printed_as_written(cli) -> None:
+    created = cli("create-token", "--role", "admin", "--name", "[/x] sync [red]app[/red]")
+    assert created.exit_code == 0 and "'[/x] sync [red]app[/red]'" in created.stderr
+    assert "[/x] sync [red]app[/red]" in cli("revoke-token", "1").stderr

@@ -346,3 +346,15 @@ def test_results_come_as_json_and_as_a_spreadsheet_safe_csv(client: FlaskClient,
 @pytest.mark.parametrize("path", ["/api/tasks/{id}/results", "/api/tasks/{id}/results.csv"])
 def test_results_need_a_token(client: FlaskClient, make_task: Callable[..., int], path: str) -> None:
     assert_envelope(client.get(path.format(id=make_task("North"))), 401, "unauthorized")
+
+
+def test_work_stored_but_not_queued_is_a_503_that_names_the_task(client: FlaskClient) -> None:
+    """The broker refused the doorbell after the task was stored: the client must not submit it again."""
+    from actors.imports import NotQueuedError
+    from admin.api.errors import handle_scholarise_error
+
+    with client.application.test_request_context("/api/tasks", method="POST"):
+        response = handle_scholarise_error(NotQueuedError(41, "ConnectionError: Connection refused"))
+    body = response.get_json()
+    assert response.status_code == 503 and body["code"] == "not_queued"
+    assert "Task #41 is stored" in body["message"] and "Do not submit it again" in body["message"]
