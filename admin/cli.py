@@ -262,8 +262,10 @@ def _finish(task_id: int, as_json: bool, *, wait: bool) -> None:
     if as_json:
         out.print_json(json.dumps(summary, default=str))
     else:
+        cancelled = f", {summary['cancelled']} cancelled" if summary.get("cancelled") else ""
         err.print(f"Task #{task_id}: {summary['status']} — {summary['created']} created, "
-                  f"{summary['existing']} already existed, {summary['failed']} failed, of {summary['total']} rows.")
+                  f"{summary['existing']} already existed, {summary['failed']} failed{cancelled}, "
+                  f"of {summary['total']} rows.")
         _error_table([(f["line"], f["reason"] or "") for f in summary["failures"]])
         err.print(f"Per-row results: scholarise results {task_id} -o results-{task_id}.csv")
     if wait:
@@ -321,10 +323,13 @@ def tasks_command(status: str | None, limit: int, as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps(rows, default=str))
         return
-    table = Table("Id", "Title", "Status", "Progress", "Created", "Existing", "Failed")
+    table = Table("Id", "Title")
+    table.add_column("Status", no_wrap=True)  # the title wraps instead: a status must stay readable
+    for heading in ("Progress", "Created", "Existing", "Failed", "Cancelled"):
+        table.add_column(heading, justify="right")
     for t in rows:
         table.add_row(str(t["task_id"]), escape(t["title"]), t["status"], f"{t['progress']:.0f} %", str(t["created"]),
-                      str(t["existing"]), str(t["failed"]))
+                      str(t["existing"]), str(t["failed"]), str(t.get("cancelled", 0)))
     out.print(table)
 
 
