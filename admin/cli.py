@@ -30,6 +30,9 @@ from scholarise.errors import ScholariseError
 
 err = Console(stderr=True)
 out = Console()
+# Short enough for an 80-column terminal, where rich would cut COMPLETED_WITH_ERRORS to "COMPLET…".
+STATUS_WORDS = {"PENDING": "waiting", "RUNNING": "running", "COMPLETED": "completed",
+                "COMPLETED_WITH_ERRORS": "with errors", "FAILED": "failed", "CANCELLED": "cancelled"}
 EXIT_CODES = {"COMPLETED": 0, "COMPLETED_WITH_ERRORS": 2}
 
 
@@ -323,13 +326,11 @@ def tasks_command(status: str | None, limit: int, as_json: bool) -> None:
     if as_json:
         out.print_json(json.dumps(rows, default=str))
         return
-    table = Table("Id", "Title")
-    table.add_column("Status", no_wrap=True)  # the title wraps instead: a status must stay readable
-    for heading in ("Progress", "Created", "Existing", "Failed", "Cancelled"):
-        table.add_column(heading, justify="right")
+    table = Table("Id", "Title", "Status", "Progress", "Created", "Existed", "Failed")
     for t in rows:
-        table.add_row(str(t["task_id"]), escape(t["title"]), t["status"], f"{t['progress']:.0f} %", str(t["created"]),
-                      str(t["existing"]), str(t["failed"]), str(t.get("cancelled", 0)))
+        cancelled = f" ({t['cancelled']} stopped)" if t.get("cancelled") else ""
+        table.add_row(str(t["task_id"]), escape(t["title"]), STATUS_WORDS.get(t["status"], t["status"]) + cancelled,
+                      f"{t['progress']:.0f} %", str(t["created"]), str(t["existing"]), str(t["failed"]))
     out.print(table)
 
 
