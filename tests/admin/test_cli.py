@@ -343,9 +343,23 @@ def _scholarise(env: dict[str, str], *args: str, log: Path) -> subprocess.Popen[
                                 start_new_session=True)
 
 
+def _signal_when(proc, sig, ready, what: str) -> int:  # noqa: ANN001
+    """Send ``sig`` once ``ready()`` holds; the exit code (the process is killed if it outlives 15 s)."""
+    from tests.support.cluster import wait_until
+
+    try:
+        wait_until(ready, timeout=30, interval=0.05, what=what)
+        proc.send_signal(sig)
+        return proc.wait(15)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
 def test_sigterm_stops_serve_gracefully_like_ctrl_c(tmp_path):
     from scholarise.models import WorkerHeartbeat
-    from tests.support.cluster import free_port, wait_until, write_people_csv
+    from tests.support.cluster import free_port, write_people_csv
 
     env = _slow_env(tmp_path)
     people = write_people_csv(tmp_path / "people.csv", 60)
@@ -353,15 +367,8 @@ def test_sigterm_stops_serve_gracefully_like_ctrl_c(tmp_path):
                                "teacher", "--branch", "S"], env=env, capture_output=True, check=False)
     assert imported.returncode == 0, imported.stderr
     proc = _scholarise(env, "serve", "--port", str(free_port()), log=tmp_path / "serve.log")
-    try:
-        wait_until(lambda: _statuses(tmp_path).get("processing", 0) > 0, timeout=30, interval=0.05,
-                   what="a batch in progress")
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(15)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+    code = _signal_when(proc, signal.SIGTERM, lambda: _statuses(tmp_path).get("processing", 0) > 0,
+                        "a batch in progress")
     assert code == 0, (tmp_path / "serve.log").read_text()
     statuses = _statuses(tmp_path)
     assert "processing" not in statuses and statuses.get("created", 0) >= 10
@@ -373,21 +380,14 @@ def test_sigterm_stops_serve_gracefully_like_ctrl_c(tmp_path):
 
 
 def test_ctrl_c_while_following_an_import_says_what_happens_to_the_task(tmp_path):
-    from tests.support.cluster import wait_until, write_people_csv
+    from tests.support.cluster import write_people_csv
 
     people = write_people_csv(tmp_path / "people.csv", 60)
     log = tmp_path / "import.log"
     proc = _scholarise(_slow_env(tmp_path), "import", str(people), "--type", "teacher", "--branch", "S", "--wait",
                        log=log)
-    try:
-        wait_until(lambda: _statuses(tmp_path).get("created", 0) > 0, timeout=30, interval=0.05,
-                   what="the import to start")
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(15)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+    code = _signal_when(proc, signal.SIGINT, lambda: _statuses(tmp_path).get("created", 0) > 0,
+                        "the import to start")
     text = flat(log.read_text())
     assert code == 130, text
     assert "Stopped following task #1; the task resumes with the next `scholarise serve`" in text
