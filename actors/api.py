@@ -49,6 +49,15 @@ def get_task(task_id: int) -> dict[str, Any]:
         return task_service.summary(task, task_service.failed_items(session, task_id))
 
 
+def live_worker_count() -> int:
+    """How many worker processes beat within the heartbeat timeout, on every machine."""
+    from scholarise.heartbeats import live_worker_count as count
+
+    rt = runtime.current()
+    with session_scope(rt.session_factory) as session:
+        return count(session, timeout=rt.settings.heartbeat_timeout)
+
+
 def get_all_tasks(*, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
     """Newest tasks first, optionally of one status."""
     with session_scope(runtime.current().session_factory) as session:

@@ -247,12 +247,20 @@ def _follow(task_id: int, *, quiet: bool) -> None:
                TextColumn("{task.fields[counts]}"), TimeElapsedColumn())
     with Progress(*columns, console=err, disable=quiet, transient=False) as progress:
         bar = progress.add_task("starting", total=None, tid=task_id, counts="")
+        workers, checked, warned = 1, 0.0, False
         while True:
             summary = actors.get_task(task_id)
+            if time.monotonic() - checked > 5:  # a deployment whose workers are all down says so, not just waits
+                workers, checked = actors.live_worker_count(), time.monotonic()
+                if not workers and not warned:
+                    progress.console.print("No live worker process: the task waits until one starts "
+                                           "(scholarise worker, or honcho start).")
+                warned = warned or not workers
+            waiting = "" if workers else " · waiting for a worker"
             progress.update(bar, total=summary["total"], completed=summary["processed"],
                             description=summary["status"].lower().replace("_", " "),
                             counts=f"{summary['created']} created · {summary['existing']} existed · "
-                                   f"{summary['failed']} failed")
+                                   f"{summary['failed']} failed{waiting}")
             if summary["status"] in ("COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED", "CANCELLED"):
                 return
             time.sleep(0.25)

@@ -84,6 +84,16 @@ def state_of(row: WorkerHeartbeat, *, now: datetime, timeout: float) -> str:
     return "stopping" if row.stopping else "alive"
 
 
+def live_worker_count(session: Session, *, now: datetime | None = None, timeout: float) -> int:
+    """How many live processes take work (the ``worker`` role); web and clock processes do not count."""
+    now = now or utcnow()
+    roles = session.scalars(
+        select(WorkerHeartbeat.roles).where(WorkerHeartbeat.last_seen >= now - timedelta(seconds=timeout),
+                                            WorkerHeartbeat.stopped_at.is_(None))
+    )
+    return sum(1 for r in roles if "worker" in (r or []))
+
+
 def live_ids(session: Session, *, now: datetime | None = None, timeout: float) -> set[str]:
     """Processes that beat within ``timeout`` seconds and have not stopped (a stopping one still counts)."""
     now = now or utcnow()

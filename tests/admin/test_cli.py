@@ -393,3 +393,25 @@ def test_ctrl_c_while_following_an_import_says_what_happens_to_the_task(tmp_path
     assert "Stopped following task #1; the task resumes with the next `scholarise serve`" in text
     assert "`scholarise tasks`" in text and "`scholarise cancel 1`" in text
     assert "processing" not in _statuses(tmp_path)
+
+
+def test_following_an_import_with_no_live_worker_says_to_start_one(tmp_path):
+    import time
+
+    from tests.support import services
+    from tests.support.workers import worker_env
+
+    url = services.require("redis", services.redis_url())
+    env = worker_env(SCHOLARISE_INSTANCE_PATH=str(tmp_path / "instance"), REDIS_URL=url)
+    log = tmp_path / "import.log"
+    proc = _scholarise(env, "import", str(DEMO / "teachers.csv"), "--type", "teacher", "--branch", "W", "--wait",
+                       log=log)
+    try:
+        code = _signal_when(proc, signal.SIGINT, lambda: counts(tmp_path)[0] == 1 and time.sleep(1.5) is None,
+                            "the task to be stored and followed")
+    finally:
+        services.flush_redis(url)
+    text = flat(log.read_text())
+    assert code == 130, text
+    assert "No live worker process: the task waits until one starts (scholarise worker, or honcho start)." in text
+    assert "keeps running in the workers" in text
