@@ -108,23 +108,27 @@ def describe(session: Session, *, now: datetime | None = None, timeout: float,
     """Every known process, newest first, as JSON-ready dicts with its state and heartbeat age."""
     now = now or utcnow()
     rows = session.scalars(select(WorkerHeartbeat).order_by(WorkerHeartbeat.last_seen.desc()).limit(limit))
-    return [
-        {
-            "id": r.id,
-            "host": r.host,
-            "pid": r.pid,
-            "roles": list(r.roles or []),
-            "queues": list(r.queues or []),
-            "state": state_of(r, now=now, timeout=timeout),
-            "started_at": r.started_at.isoformat(),
-            "last_seen": r.last_seen.isoformat(),
-            "seconds_since_heartbeat": round((now - r.last_seen).total_seconds(), 1),
-            "current_task_id": r.current_task_id,
-            "current_batch": r.current_batch,
-            "stopped_at": r.stopped_at.isoformat() if r.stopped_at else None,
-        }
-        for r in rows
-    ]
+    return [_describe_one(r, now=now, timeout=timeout) for r in rows]
+
+
+def _describe_one(r: WorkerHeartbeat, *, now: datetime, timeout: float) -> dict[str, Any]:
+    state = state_of(r, now=now, timeout=timeout)
+    # A lost or stopped process works on nothing: its last batch was finished or handed back by recovery.
+    working = state in ("alive", "stopping")
+    return {
+        "id": r.id,
+        "host": r.host,
+        "pid": r.pid,
+        "roles": list(r.roles or []),
+        "queues": list(r.queues or []),
+        "state": state,
+        "started_at": r.started_at.isoformat(),
+        "last_seen": r.last_seen.isoformat(),
+        "seconds_since_heartbeat": round((now - r.last_seen).total_seconds(), 1),
+        "current_task_id": r.current_task_id if working else None,
+        "current_batch": r.current_batch if working else None,
+        "stopped_at": r.stopped_at.isoformat() if r.stopped_at else None,
+    }
 
 
 def prune(session: Session, *, older_than: datetime) -> int:

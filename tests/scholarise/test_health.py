@@ -147,3 +147,18 @@ def test_a_heartbeat_shows_the_batch_its_worker_holds(session):
     register(session, "h:7", ["worker"])
     row = session.get(WorkerHeartbeat, "h:7")
     assert (row.current_task_id, row.current_batch) == (task_id, f"#{task_id} rows 1-10")
+
+
+def test_only_live_processes_are_shown_working_on_a_batch(session):
+    from scholarise import claims
+
+    task_id = submit(session, 15)
+    claims.claim_batch(session, worker_id="h:8", batch_size=10, lease_seconds=300)
+    register(session, "h:8", ["worker"])
+    [alive] = heartbeats.describe(session, timeout=30)
+    assert (alive["state"], alive["current_task_id"]) == ("alive", task_id)
+    later = utcnow() + timedelta(seconds=60)  # silent past the timeout: lost, and recovery hands its rows back
+    [lost] = heartbeats.describe(session, timeout=30, now=later)
+    assert (lost["state"], lost["current_task_id"], lost["current_batch"]) == ("lost", None, None)
+    assert heartbeats.live_worker_count(session, timeout=30) == 1
+    assert heartbeats.live_worker_count(session, timeout=30, now=later) == 0

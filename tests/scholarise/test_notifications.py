@@ -75,11 +75,21 @@ def test_a_clean_run_queues_one_email_with_the_counts_in_both_bodies(factory, se
     assert email.recipients == ["admin@example.org", "head@example.org"]
     assert email.subject == f"[Scholarise #{task_id}] Completed: Import teachers — 12 created, 0 already existed"
     for body in (email.body_text, email.body_html):
-        assert "12" in body and "already existed" in body and "Spring intake" in body
+        assert "12" in body and "already existed" in body.lower() and "Spring intake" in body
         assert f"/admin/tasks/details/?id={task_id}" in body
     assert "Created:          12" in email.body_text
     assert email.attachments == []
     assert f"Notification email #{email.id} queued for 2 recipient(s)." in task_log(factory, task_id)
+
+
+def test_the_summary_sentence_agrees_with_its_numbers(factory, settings) -> None:
+    configure(factory, settings)
+    run_import(factory, settings, people(1))
+    run_import(factory, settings, people(2))  # the first person again, and one new
+    first, second = outbox(factory)
+    assert "Every row was imported: 1 account created." in first.body_text
+    assert "Every row was imported: 1 account created; 1 already existed and was linked." in second.body_text
+    assert "1 already existed and was linked." in second.body_html
 
 
 def test_rows_with_script_tags_are_escaped_in_html_and_plain_in_text(factory, settings) -> None:
