@@ -143,9 +143,11 @@ def clock_command() -> None:
 @click.command("worker")
 @click.option("--processes", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64))
-def worker_command(processes: int, threads: int) -> None:
-    """Run Dramatiq worker processes on Redis (needs REDIS_URL)."""
-    import os
+@click.option("--shutdown-timeout", default=25_000, show_default=True, type=click.IntRange(100, 3_600_000),
+              help="Milliseconds a running batch may take to finish on SIGTERM before it is handed back.")
+def worker_command(processes: int, threads: int, shutdown_timeout: int) -> None:
+    """Run Dramatiq worker processes on Redis (needs REDIS_URL), restarted if one of them dies."""
+    from actors.supervisor import supervise
 
     settings = _settings()
     if settings.broker != "redis":
@@ -154,8 +156,8 @@ def worker_command(processes: int, threads: int) -> None:
     from scholarise.db import upgrade
 
     upgrade(settings)
-    os.execvp(sys.executable, [sys.executable, "-m", "dramatiq", "actors.worker", "--processes", str(processes),
-                               "--threads", str(threads)])
+    sys.exit(supervise([sys.executable, "-m", "dramatiq", "actors.worker", "--processes", str(processes),
+                        "--threads", str(threads), "--worker-shutdown-timeout", str(shutdown_timeout)]))
 
 
 def _served_at(settings: Settings, host: str, port: int) -> Settings:
