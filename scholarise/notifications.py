@@ -95,6 +95,10 @@ def environment(templates_dir: Path) -> jinja2.Environment:
     )
 
 
+# Who started a task, as a person reads it ("cli" and "system" are what the code records).
+STARTED_BY = {"cli": "the command line", "system": "the system", "make run": "the demo (make run)"}
+
+
 def render(name: str, context: dict[str, Any], *, settings: Settings) -> tuple[str, str]:
     """``(text, html)`` of ``templates/email/<name>.txt`` and ``<name>.html``."""
     env = environment(settings.templates_dir)
@@ -172,7 +176,8 @@ def task_context(session: Session, task: BackgroundTask, prefs: Preferences, *, 
         "task": {
             "id": task.id, "title": task.title, "description": task.description, "status": task.status,
             "status_label": task.status.replace("_", " ").capitalize(), "user_type": task.user_type,
-            "branch": task.branch.name if task.branch else "", "created_by": task.created_by or "system",
+            "branch": task.branch.name if task.branch else "",
+            "created_by": STARTED_BY.get(task.created_by or "system", task.created_by),
             "priority": task.priority, "source": options.get("source") or "", "total": task.total,
             "created": task.created_count, "existing": task.existing_count, "failed": task.failed_count,
             "duration": human_duration(task.duration_seconds), "started_at": _when(task.started_at),

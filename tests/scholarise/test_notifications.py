@@ -44,11 +44,11 @@ def configure(factory: sessionmaker[Session], settings: Settings, branch: str | 
 
 
 def run_import(factory: sessionmaker[Session], settings: Settings, items: list[dict[str, str]], *,
-               title: str = "Import teachers", branch: str = "Main") -> int:
+               title: str = "Import teachers", branch: str = "Main", created_by: str = "alice") -> int:
     with session_scope(factory) as session:
         task = tasks.create_bulk_task(session, "BULK_USER_CREATION", title, "Spring intake",
                                       {"type": "teacher", "branch": branch, "items": items, "source": "teachers.csv"},
-                                      created_by="alice")
+                                      created_by=created_by)
         task_id = task.id
     ctx = WorkContext(factory, LocalProvider(factory), settings, "test-host:1", sleep=lambda s: None,
                       on_task_finished=[lambda s, t: notifications.finish_hook(s, t, settings=settings)])
@@ -90,6 +90,14 @@ def test_the_summary_sentence_agrees_with_its_numbers(factory, settings) -> None
     assert "Every row was imported: 1 account created." in first.body_text
     assert "Every row was imported: 1 account created; 1 already existed and was linked." in second.body_text
     assert "1 already existed and was linked." in second.body_html
+    assert "Started by: alice" in first.body_text  # a person's name as it is; the code's own names in words
+
+
+def test_a_task_started_from_the_command_line_says_so_in_words(factory, settings) -> None:
+    configure(factory, settings)
+    run_import(factory, settings, people(1), created_by="cli")
+    [email] = outbox(factory)
+    assert "Started by: the command line" in email.body_text and "the command line" in email.body_html
 
 
 def test_rows_with_script_tags_are_escaped_in_html_and_plain_in_text(factory, settings) -> None:
