@@ -250,3 +250,21 @@ def test_every_response_carries_the_security_headers(app: Flask, accounts: Accou
     assert response.headers["X-Frame-Options"] == "DENY"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+def test_the_dashboard_warns_when_work_waits_and_no_worker_process_is_alive(
+        admin_client: FlaskClient, accounts: Accounts, session_factory: sessionmaker[Session]) -> None:
+    from scholarise import heartbeats
+    from scholarise.models import utcnow
+    from tests.admin.conftest import make_task
+
+    make_task(session_factory, accounts.branch_a, title="Waiting import", status="PENDING")
+    with session_scope(session_factory) as s:  # a web process beats, but it takes no work
+        heartbeats.beat(s, heartbeats.Identity("web-host", 11, utcnow()), roles=["web"])
+    page = admin_client.get("/settings/background-services/").text
+    assert "0 worker processes alive" in page
+    assert "No worker process is alive to do them: start one." in page
+    with session_scope(session_factory) as s:
+        heartbeats.beat(s, heartbeats.Identity("work-host", 12, utcnow()), roles=["worker"])
+    page = admin_client.get("/settings/background-services/").text
+    assert "1 worker process alive" in page and "No worker process is alive" not in page
