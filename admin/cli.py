@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 import time
 from pathlib import Path
@@ -25,14 +24,18 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from admin.cli_errors import CommandGroup
+from admin.cli_errors import safe_url as _safe_url
 from scholarise.config import Settings
 from scholarise.errors import ScholariseError
+from scholarise.models.tasks import TaskStatus
+from scholarise.tasks import status_words
 
 err = Console(stderr=True)
 out = Console()
 # Short enough for an 80-column terminal, where rich would cut COMPLETED_WITH_ERRORS to "COMPLET…".
-STATUS_WORDS = {"PENDING": "waiting", "RUNNING": "running", "COMPLETED": "completed",
-                "COMPLETED_WITH_ERRORS": "with errors", "FAILED": "failed", "CANCELLED": "cancelled"}
+STATUS_WORDS = {**{s: status_words(s) for s in TaskStatus.ALL}, TaskStatus.PENDING: "waiting",
+                TaskStatus.COMPLETED_WITH_ERRORS: "with errors"}
 EXIT_CODES = {"COMPLETED": 0, "COMPLETED_WITH_ERRORS": 2}
 
 
@@ -51,37 +54,6 @@ def prepare(settings: Settings) -> None:
 
     upgrade(settings)
     actors.configure(settings)
-
-
-def _database_problem(exc: Exception) -> str:
-    """One line for a database that cannot be reached or opened, naming DATABASE_URL without its password."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        url = Settings.from_env().database_url
-    except ScholariseError:
-        url = ""
-    reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["no reason given"])[0].rstrip(".")
-    try:
-        password = make_url(url).password if url else None
-    except Exception:  # noqa: BLE001 - only to hide it
-        password = None
-    if password:  # drivers do not quote it, but never risk it (as a whole word: a password "p" leaves "port" be)
-        reason = re.sub(rf"(?<![A-Za-z0-9]){re.escape(str(password))}(?![A-Za-z0-9])", "***", reason)
-    return (f"The database at DATABASE_URL={_safe_url(url)} cannot be used: {reason}. Check DATABASE_URL and that "
-            "the database server runs and accepts connections (for SQLite: that its folder exists and is writable).")
-
-
-class CommandGroup(click.Group):
-    """The ``scholarise`` group: a database that does not answer ends any command with one clear error."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        from sqlalchemy.exc import InterfaceError, OperationalError
-
-        try:
-            return super().invoke(ctx)
-        except (OperationalError, InterfaceError) as exc:
-            raise click.ClickException(_database_problem(exc)) from None
 
 
 @click.group(cls=CommandGroup)
@@ -258,7 +230,7 @@ def _follow(task_id: int, *, quiet: bool) -> None:
                 warned = warned or not workers
             waiting = "" if workers else " · waiting for a worker"
             progress.update(bar, total=summary["total"], completed=summary["processed"],
-                            description=summary["status"].lower().replace("_", " "),
+                            description=status_words(summary["status"]),
                             counts=f"{summary['created']} created · {summary['existing']} existed · "
                                    f"{summary['failed']} failed{waiting}")
             if summary["status"] in ("COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED", "CANCELLED"):
@@ -273,14 +245,18 @@ def _finish(task_id: int, as_json: bool, *, wait: bool) -> None:
     if as_json:
         out.print_json(json.dumps(summary, default=str))
     else:
-        cancelled = f", {summary['cancelled']} cancelled" if summary.get("cancelled") else ""
-        err.print(f"Task #{task_id}: {summary['status']} — {summary['created']} created, "
-                  f"{summary['existing']} already existed, {summary['failed']} failed{cancelled}, "
-                  f"of {summary['total']} rows.")
+        err.print(f"Task #{task_id}: {summary['status']} — {counts_sentence(summary)}")
         _error_table([(f["line"], f["reason"] or "") for f in summary["failures"]])
         err.print(f"Per-row results: scholarise results {task_id} -o results-{task_id}.csv")
     if wait:
         sys.exit(EXIT_CODES.get(summary["status"], 1))
+
+
+def counts_sentence(summary: dict[str, Any]) -> str:
+    """"200 created, 0 already existed, 0 failed, of 200 rows." (cancelled rows named when there are some)."""
+    cancelled = f", {summary['cancelled']} cancelled" if summary.get("cancelled") else ""
+    return (f"{summary['created']} created, {summary['existing']} already existed, {summary['failed']} failed"
+            f"{cancelled}, of {summary['total']} rows.")
 
 
 def _fail(message: str, as_json: bool, **details: Any) -> None:
@@ -378,16 +354,6 @@ def _task_action(action: Any, message: str) -> None:
     except ScholariseError as exc:
         raise click.ClickException(str(exc)) from None
     err.print(escape(message.format(result)))
-
-
-def _safe_url(url: str) -> str:
-    """A database or Redis URL without its password."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - only for display
-        return "(unparsable URL)"
 
 
 from admin.cli_tokens import register as register_token_commands  # noqa: E402

@@ -220,7 +220,8 @@ def demo_command(host: str, port: int, no_serve: bool) -> None:
     """The main job: import the bundled sample of 200 teachers end to end, then serve the admin site."""
     import actors
     from actors.embedded import start_worker
-    from admin.cli import _follow, _safe_url, prepare
+    from admin.cli import _follow, counts_sentence, prepare
+    from admin.cli_errors import safe_url
     from scholarise.csvfile import open_csv
 
     settings = _served_at(_settings(), host, port)
@@ -228,7 +229,7 @@ def demo_command(host: str, port: int, no_serve: bool) -> None:
     sample = PROJECT_ROOT / "demo" / "teachers.csv"
     err.print(escape(f"Importing {sample.relative_to(PROJECT_ROOT)} into branch 'Main Campus' "
                      f"(provider: {settings.provider_name}, broker: {settings.broker}, database: "
-                     f"{_safe_url(settings.database_url)})"))
+                     f"{safe_url(settings.database_url)})"))
     with open_csv(sample, "teacher", max_bytes=settings.max_upload_bytes, max_rows=settings.max_rows) as csv_file:
         task_id = actors.create_bulk_task("BULK_USER_CREATION", "Demo: import sample teachers",
                                           "The bundled sample of 200 teachers",
@@ -237,8 +238,7 @@ def demo_command(host: str, port: int, no_serve: bool) -> None:
     worker = start_worker()
     _follow(task_id, quiet=False)
     summary = actors.get_task(task_id)
-    err.print(f"[bold]Task #{task_id}: {summary['status']}[/] — {summary['created']} created, "
-              f"{summary['existing']} already existed, {summary['failed']} failed, of {summary['total']} rows.")
+    err.print(f"[bold]Task #{task_id}: {summary['status']}[/] — {counts_sentence(summary)}")
     err.print(f"Results CSV: scholarise results {task_id} -o results.csv")
     from admin.cli_users import announce_sign_in
 

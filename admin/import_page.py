@@ -82,11 +82,14 @@ class ImportPage(SecurePage):
                 error = self._check_readable(pending)
                 if error is None:
                     return redirect(url_for(".preview", token=pending.token))
+        from admin.errors import too_large_message
+
         status = 400 if request.method == "POST" else 200
+        max_bytes = _settings().max_upload_bytes
         return self.render("admin/import/upload.html", form=form, user_type=user_type, error=error,
                            branches=self._branch_names(), columns=_columns()[user_type],
-                           max_mb=_settings().max_upload_bytes // (1024 * 1024),
-                           max_bytes=_settings().max_upload_bytes), status
+                           max_mb=max_bytes // (1024 * 1024), max_bytes=max_bytes,
+                           too_large=too_large_message()), status
 
     @expose("/preview/<token>")
     def preview(self, token: str) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from scholarise.models import BackgroundTask, ItemStatus, TaskItem, TaskStatus, WorkerHeartbeat, utcnow
+from scholarise.models import BackgroundTask, ItemStatus, ProcessRole, TaskItem, TaskStatus, WorkerHeartbeat, utcnow
 
 
 @dataclass(frozen=True)
@@ -84,23 +84,21 @@ def state_of(row: WorkerHeartbeat, *, now: datetime, timeout: float) -> str:
     return "stopping" if row.stopping else "alive"
 
 
+def _live(now: datetime | None, timeout: float) -> Any:
+    """Beat within ``timeout`` seconds and not stopped (a stopping process still counts)."""
+    since = (now or utcnow()) - timedelta(seconds=timeout)
+    return (WorkerHeartbeat.last_seen >= since) & WorkerHeartbeat.stopped_at.is_(None)
+
+
 def live_worker_count(session: Session, *, now: datetime | None = None, timeout: float) -> int:
     """How many live processes take work (the ``worker`` role); web and clock processes do not count."""
-    now = now or utcnow()
-    roles = session.scalars(
-        select(WorkerHeartbeat.roles).where(WorkerHeartbeat.last_seen >= now - timedelta(seconds=timeout),
-                                            WorkerHeartbeat.stopped_at.is_(None))
-    )
-    return sum(1 for r in roles if "worker" in (r or []))
+    roles = session.scalars(select(WorkerHeartbeat.roles).where(_live(now, timeout)))
+    return sum(1 for r in roles if ProcessRole.WORKER in (r or []))
 
 
 def live_ids(session: Session, *, now: datetime | None = None, timeout: float) -> set[str]:
     """Processes that beat within ``timeout`` seconds and have not stopped (a stopping one still counts)."""
-    now = now or utcnow()
-    return set(session.scalars(
-        select(WorkerHeartbeat.id).where(WorkerHeartbeat.last_seen >= now - timedelta(seconds=timeout),
-                                         WorkerHeartbeat.stopped_at.is_(None))
-    ))
+    return set(session.scalars(select(WorkerHeartbeat.id).where(_live(now, timeout))))
 
 
 def describe(session: Session, *, now: datetime | None = None, timeout: float,

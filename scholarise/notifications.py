@@ -175,7 +175,7 @@ def task_context(session: Session, task: BackgroundTask, prefs: Preferences, *, 
     context = {
         "task": {
             "id": task.id, "title": task.title, "description": task.description, "status": task.status,
-            "status_label": task.status.replace("_", " ").capitalize(), "user_type": task.user_type,
+            "status_label": task_service.status_words(task.status).capitalize(), "user_type": task.user_type,
             "branch": task.branch.name if task.branch else "",
             "created_by": STARTED_BY.get(task.created_by or "system", task.created_by),
             "priority": task.priority, "source": options.get("source") or "", "total": task.total,

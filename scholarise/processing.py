@@ -336,7 +336,7 @@ def finish_task(ctx: WorkContext, session: Session, task_id: int) -> bool:
                         .execution_options(synchronize_session=False))
         return False
     task_service.log(session, task_id,
-                     f"Finished: {status.lower().replace('_', ' ')} — {values['created_count']} created, "
+                     f"Finished: {task_service.status_words(status)} — {values['created_count']} created, "
                      f"{values['existing_count']} already existed, {failed} failed.",
                      level="INFO" if status == TaskStatus.COMPLETED else "WARNING", details=values)
     _run_finish_hooks(ctx, session, task_id)
